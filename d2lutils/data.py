@@ -1,0 +1,359 @@
+"""Fashion-MNIST: find it offline, verify it, and serve it fast.
+
+Lookup order (first hit wins), see :func:`find_fashion_mnist`:
+
+1. an explicit ``root`` holding the four idx files (``.gz`` or not);
+2. the directory named by ``$D2L_FASHION_MNIST``;
+3. torchvision's layout under ``root`` (``root/FashionMNIST/raw``);
+4. Debian's package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``),
+   decompressed once into a cache and checked against known SHA-256 sums;
+5. only then torchvision's download (needs the internet).
+
+The fast path (:class:`FashionMNISTIter`) keeps the whole split as one
+``uint8`` tensor and resizes each batch with tensor ops, so there is no PIL
+call per image and no worker process: it behaves the same on Linux, macOS and
+Windows, and can live on the GPU.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "TEXT_LABELS",
+    "DatasetNotFoundError",
+    "CorruptDatasetError",
+    "FashionMNISTIter",
+    "find_fashion_mnist",
+    "read_fashion_mnist",
+    "load_data_fashion_mnist",
+    "get_fashion_mnist_labels",
+    "show_images",
+    "show_fashion_mnist",
+]
+
+TEXT_LABELS = (
+    "t-shirt", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+ENV_DATA = "D2L_FASHION_MNIST"
+ENV_CACHE = "D2L_CACHE"
+
+# SHA-256 and size of the *decompressed* idx files. Debian re-gzipped the
+# upstream archives, so the MD5 sums torchvision keeps for the .gz files no
+# longer match; the decompressed bytes are what we can check.
+FILES: dict[str, tuple[str, int]] = {
+    "train-images-idx3-ubyte": ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 47040016),
+    "train-labels-idx1-ubyte": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 60008),
+    "t10k-images-idx3-ubyte": ("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 7840016),
+    "t10k-labels-idx1-ubyte": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10008),
+}
+_SPLIT_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Fashion-MNIST is nowhere on disk and could not be downloaded."""
+
+
+class CorruptDatasetError(ValueError):
+    """A Fashion-MNIST file exists but is truncated or not what it claims to be."""
+
+
+def cache_dir() -> Path:
+    """Where decompressed data lives: ``$D2L_CACHE``, else ``~/.cache/d2lutils``."""
+    base = os.environ.get(ENV_CACHE) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "d2lutils")
+    return Path(base).expanduser()
+
+
+def _has_files(directory: Path) -> bool:
+    return all((directory / n).is_file() or (directory / (n + ".gz")).is_file() for n in FILES)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _decompress_verified(src_dir: Path, dst_dir: Path) -> None:
+    """Decompress the four files into ``dst_dir`` atomically, checking each SHA-256."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for name, (sha, size) in FILES.items():
+        dst = dst_dir / name
+        if dst.is_file() and dst.stat().st_size == size:
+            continue
+        src = src_dir / (name + ".gz")
+        fd, tmp = tempfile.mkstemp(dir=dst_dir, prefix=name, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
+                shutil.copyfileobj(inp, out, 1 << 20)
+            got = _sha256(Path(tmp))
+            if got != sha:
+                raise CorruptDatasetError(
+                    f"{src}: decompressed SHA-256 is {got}, expected {sha}. The file is damaged; "
+                    "reinstall it with `sudo apt-get install --reinstall dataset-fashion-mnist`.")
+            os.replace(tmp, dst)  # atomic: a killed run never leaves half a file behind
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise CorruptDatasetError(
+                f"{src}: cannot decompress ({e}). Reinstall it with "
+                "`sudo apt-get install --reinstall dataset-fashion-mnist`.") from e
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _download(root: Path) -> Path:
+    """torchvision's download into ``root``; one clear error if it fails."""
+    from torchvision.datasets import FashionMNIST
+
+    try:
+        FashionMNIST(str(root), train=True, download=True)
+        FashionMNIST(str(root), train=False, download=True)
+    except Exception as e:  # URLError, socket errors, HTTP errors, RuntimeError(md5) ...
+        raise DatasetNotFoundError(
+            "Fashion-MNIST was not found on this machine and the download failed "
+            f"({type(e).__name__}: {e}).\n"
+            "Do one of these:\n"
+            "  * on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist\n"
+            f"  * point ${ENV_DATA} at a folder holding the four *-ubyte(.gz) files\n"
+            "  * connect to the internet and call again (torchvision downloads ~30 MB)"
+        ) from None
+    return root / "FashionMNIST" / "raw"
+
+
+def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return a folder holding the four idx files, searching offline first.
+
+    Args:
+        root: a folder to look in (the files themselves, or torchvision's
+            ``FashionMNIST/raw`` layout below it). ``~`` is expanded. The
+            download, if needed, goes here (default: the cache folder).
+        download: allow torchvision's download as the last resort.
+
+    Raises:
+        DatasetNotFoundError: nothing found and no download possible.
+        CorruptDatasetError: Debian's files fail their checksum.
+    """
+    root_path = Path(root).expanduser() if root is not None else None
+    candidates: list[Path] = []
+    if root_path is not None:
+        candidates.append(root_path)
+    if os.environ.get(ENV_DATA):
+        candidates.append(Path(os.environ[ENV_DATA]).expanduser())
+    if root_path is not None:
+        candidates.append(root_path / "FashionMNIST" / "raw")
+    for c in candidates:
+        if _has_files(c):
+            return c
+    debian = Path(os.environ.get("D2L_DEBIAN_DIR", DEBIAN_DIR))
+    if all((debian / (n + ".gz")).is_file() for n in FILES):
+        dst = cache_dir() / "FashionMNIST" / "raw"
+        _decompress_verified(debian, dst)
+        return dst
+    if not download:
+        looked = ", ".join(str(c) for c in [*candidates, debian])
+        raise DatasetNotFoundError(
+            f"Fashion-MNIST not found (looked in: {looked}) and download=False.\n"
+            "Install it with `sudo apt-get install dataset-fashion-mnist`, point "
+            f"${ENV_DATA} at the four *-ubyte(.gz) files, or pass download=True when online.")
+    return _download(root_path if root_path is not None else cache_dir())
+
+
+def _read_idx(path: Path, expected_dims: int) -> torch.Tensor:
+    """Read an idx file (plain or .gz) into a uint8 tensor, checking its header."""
+    gz = path.with_name(path.name + ".gz")
+    src = path if path.is_file() else gz
+    try:
+        raw = gzip.open(src, "rb").read() if src.suffix == ".gz" else src.read_bytes()
+    except (OSError, EOFError) as e:
+        raise CorruptDatasetError(f"{src}: cannot read ({e}); delete it and load again.") from e
+    if len(raw) < 4 + 4 * expected_dims or raw[:3] != b"\x00\x00\x08" or raw[3] != expected_dims:
+        raise CorruptDatasetError(
+            f"{src}: not an idx{expected_dims} uint8 file (bad header); delete it and load again.")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(expected_dims)]
+    offset = 4 + 4 * expected_dims
+    n = 1
+    for d in dims:
+        n *= d
+    if len(raw) - offset != n:
+        raise CorruptDatasetError(
+            f"{src}: truncated or padded: header promises {dims} = {n} bytes of data, "
+            f"file holds {len(raw) - offset}. Delete it and load again.")
+    return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(dims)
+
+
+def read_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None,
+                       download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load one split as ``(images uint8 [N, 28, 28], labels int64 [N])``."""
+    folder = find_fashion_mnist(root, download)
+    img_name, lbl_name = _SPLIT_FILES[train]
+    images = _read_idx(folder / img_name, 3)
+    labels = _read_idx(folder / lbl_name, 1).long()
+    if images.shape[0] != labels.shape[0]:
+        raise CorruptDatasetError(
+            f"{folder}: {img_name} holds {images.shape[0]} images but {lbl_name} "
+            f"{labels.shape[0]} labels.")
+    return images, labels
+
+
+def _balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``n`` examples with the classes as even as possible, in random order."""
+    perm = torch.randperm(labels.numel(), generator=generator)
+    order = torch.argsort(labels[perm], stable=True)  # shuffled within each class
+    per_class = torch.bincount(labels, minlength=10)
+    idx, start = [], 0
+    for c, count in enumerate(per_class.tolist()):
+        take = n // 10 + (1 if c < n % 10 else 0)
+        idx.append(perm[order[start:start + min(take, count)]])
+        start += count
+    chosen = torch.cat(idx)
+    return chosen[torch.randperm(chosen.numel(), generator=generator)]
+
+
+class FashionMNISTIter:
+    """A reusable batch iterator over a tensor-resident split.
+
+    Each pass yields ``(X, y)``: ``X`` float32 in [0, 1] of shape
+    ``[B, 1, H, W]`` (``H = W = resize`` if given), ``y`` int64 of shape ``[B]``.
+    Shuffling is seeded and changes with the epoch (see :meth:`set_epoch`), so a
+    resumed run sees exactly the batches an uninterrupted one would.
+
+    Args:
+        images: ``uint8 [N, 28, 28]``.
+        labels: ``int64 [N]``.
+        batch_size: examples per batch (the last batch may be smaller).
+        resize: output side length, or ``None`` for 28.
+        shuffle: reshuffle every epoch.
+        seed: seed of the shuffle.
+        device: where the data and the batches live (``"cuda"`` keeps it on the GPU).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 resize: int | Sequence[int] | None = None, shuffle: bool = False,
+                 seed: int = 0, device: str | torch.device | None = None):
+        if images.dtype != torch.uint8 or images.dim() != 3:
+            raise ValueError(f"images must be uint8 [N, H, W], got {images.dtype} {tuple(images.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        device = torch.device(device or "cpu")
+        self.images = images.to(device).unsqueeze(1)  # N x 1 x 28 x 28, still uint8 (4x smaller)
+        self.labels = labels.to(device)
+        self.batch_size = batch_size
+        self.size = None if resize is None else (
+            (resize, resize) if isinstance(resize, int) else tuple(resize))
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the shuffle of pass ``epoch`` (as ``DistributedSampler.set_epoch``)."""
+        self.epoch = epoch
+
+    @property
+    def num_examples(self) -> int:
+        return self.labels.numel()
+
+    def __len__(self) -> int:
+        return -(-self.num_examples // self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.num_examples)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.num_examples, generator=g)
+
+    def transform(self, xb: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> float batch in [0, 1], resized like torchvision's ``Resize`` + ``ToTensor``."""
+        x = xb.float().div_(255)
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            # Bilinear, as torchvision's Resize; antialias only matters when shrinking.
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False,
+                              antialias=self.size[0] < x.shape[-2])
+        return x
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order().to(self.labels.device)
+        self.epoch += 1  # a plain second pass reshuffles, as a DataLoader would
+        for i in range(0, self.num_examples, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield self.transform(self.images[idx]), self.labels[idx]
+
+    def __repr__(self) -> str:
+        size = self.size or tuple(self.images.shape[-2:])
+        return (f"FashionMNISTIter({self.num_examples} images, batch {self.batch_size}, "
+                f"{size[0]}x{size[1]} px, shuffle={self.shuffle}, device={self.labels.device})")
+
+
+def load_data_fashion_mnist(batch_size: int, resize: int | Sequence[int] | None = None,
+                            root: str | os.PathLike | None = None, *,
+                            n_train: int | None = None, n_test: int | None = None,
+                            seed: int = 0, device: str | torch.device | None = None,
+                            download: bool = True) -> tuple[FashionMNISTIter, FashionMNISTIter]:
+    """Fashion-MNIST as ``(train_iter, test_iter)``, called as the seeds call it.
+
+    ``d2l.load_data_fashion_mnist(128, resize=224, root='~/Datasets/FashionMNIST')``
+    works unchanged. The keyword-only extras choose balanced random subsets
+    (``n_train``/``n_test``), the shuffle seed, and the device the data lives on.
+    """
+    tr_x, tr_y = read_fashion_mnist(True, root, download)
+    te_x, te_y = read_fashion_mnist(False, root, download)
+    g = torch.Generator().manual_seed(seed)
+    if n_train is not None and n_train < tr_y.numel():
+        idx = _balanced_subset(tr_y, n_train, g)
+        tr_x, tr_y = tr_x[idx], tr_y[idx]
+    if n_test is not None and n_test < te_y.numel():
+        idx = _balanced_subset(te_y, n_test, g)
+        tr_test = torch.sort(idx).values  # keep the test set in file order
+        te_x, te_y = te_x[tr_test], te_y[tr_test]
+    return (FashionMNISTIter(tr_x, tr_y, batch_size, resize, shuffle=True, seed=seed, device=device),
+            FashionMNISTIter(te_x, te_y, batch_size, resize, shuffle=False, seed=seed, device=device))
+
+
+def get_fashion_mnist_labels(labels) -> list[str]:
+    """Class indices (tensor or ints) to names."""
+    return [TEXT_LABELS[int(i)] for i in labels]
+
+
+def show_images(imgs, num_rows: int, num_cols: int, titles: Sequence[str] | None = None,
+                scale: float = 1.5):
+    """Plot a grid of images (tensors ``[H, W]``, ``[1, H, W]`` or ``[3, H, W]``); returns the axes."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale + 0.3),
+                             squeeze=False)
+    axes = axes.flatten()
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i >= len(imgs):
+            continue
+        img = torch.as_tensor(imgs[i]).detach().cpu()
+        if img.dim() == 3 and img.shape[0] in (1, 3):
+            img = img.permute(1, 2, 0)
+        img = img.squeeze(-1) if img.dim() == 3 and img.shape[-1] == 1 else img
+        ax.imshow(img.float().numpy(), cmap="gray" if img.dim() == 2 else None)
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+    return axes
+
+
+def show_fashion_mnist(images, labels) -> None:
+    """Seed-style helper: one row of images titled by their class names."""
+    show_images(images, 1, len(images), get_fashion_mnist_labels(labels))

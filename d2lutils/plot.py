@@ -1,0 +1,108 @@
+"""Plots: learning curves (static and live) and how activation shapes change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily: matplotlib costs a second at import time
+    from .summary import LayerTable
+    from .train import History
+
+__all__ = ["plot_history", "plot_shapes", "LiveCurves"]
+
+
+def _histories(h) -> dict[str, "History"]:
+    return dict(h) if isinstance(h, Mapping) else {"": h}
+
+
+def plot_history(history: "History | Mapping[str, History]", axes=None, title: str | None = None):
+    """Loss (left) and train/test accuracy (right) per epoch.
+
+    Pass one :class:`~d2lutils.train.History`, or ``{"label": history, ...}`` to
+    compare runs on the same axes. Returns the two axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    else:
+        fig = axes[0].figure
+    ax_loss, ax_acc = axes
+    for i, (label, h) in enumerate(_histories(history).items()):
+        color = f"C{i}"
+        tag = f"{label}: " if label else ""
+        ax_loss.plot(h.epoch, h.train_loss, "o-", color=color, label=f"{tag}train loss")
+        ax_acc.plot(h.epoch, h.train_acc, "o--", color=color, label=f"{tag}train acc")
+        ax_acc.plot(h.epoch, h.test_acc, "s-", color=color, label=f"{tag}test acc")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="training loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return axes
+
+
+def plot_shapes(table: "LayerTable", ax=None, title: str | None = None):
+    """Plot each layer's output: spatial side (left axis) and channels (right axis).
+
+    A 1-D output (after flattening) counts as ``features`` channels of 1 x 1.
+    Returns the left axis.
+    """
+    import matplotlib.pyplot as plt
+
+    names = ["input"] + [r.name for r in table.rows]
+    shapes = [table.input_shape] + [r.output_shape for r in table.rows]
+    chans = [s[0] if s else 1 for s in shapes]
+    side = [s[-1] if len(s) >= 3 else 1 for s in shapes]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(names) + 2), 3.6))
+    x = range(len(names))
+    ax.step(x, side, where="mid", color="C0", label="height = width (px)")
+    ax.set_yscale("log", base=2)
+    ax.set_ylabel("height = width (px)", color="C0")
+    ax2 = ax.twinx()
+    ax2.step(x, chans, where="mid", color="C3", label="channels / features")
+    ax2.set_yscale("log", base=2)
+    ax2.set_ylabel("channels / features", color="C3")
+    ax.set_xticks(list(x), names, rotation=90, fontsize=7)
+    ax.set_xlabel("layer output")
+    ax.grid(alpha=0.3)
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="upper center")
+    ax.set_title(title or "activation shape through the net")
+    ax.figure.tight_layout()
+    return ax
+
+
+class LiveCurves:
+    """Redraw the learning curves in place in a notebook after every epoch."""
+
+    def __init__(self):
+        self._fig = None
+        self._handle = None
+
+    def update(self, history: "History") -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        if self._fig is None:
+            self._fig, self._axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        for ax in self._axes:
+            ax.clear()
+        plot_history(history, axes=self._axes)
+        if self._handle is None:
+            self._handle = display(self._fig, display_id=True)
+        else:
+            self._handle.update(self._fig)
+
+    def close(self) -> None:
+        """Keep the last drawing as the cell's output, without a second copy."""
+        if self._fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._fig)
