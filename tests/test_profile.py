@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+import d2lutils as d2l
+
+
+def test_env_var_chooses(monkeypatch):
+    monkeypatch.setenv("D2L_PROFILE", "full")
+    p = d2l.get_profile()
+    assert p.name == "full" and p.n_train is None and p.epochs(5) == 5 and "D2L_PROFILE" in p.reason
+    monkeypatch.setenv("D2L_PROFILE", "quick")
+    p = d2l.get_profile()
+    assert p.name == "quick" and p.n_train == 500 and p.n_test == 250 and p.epochs(5) == 1
+
+
+def test_default_follows_the_hardware(monkeypatch):
+    monkeypatch.delenv("D2L_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert d2l.get_profile().name == "quick" and "no CUDA GPU" in str(d2l.get_profile())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert d2l.get_profile().name == "full"
+
+
+def test_unknown_profile_is_refused(monkeypatch):
+    monkeypatch.setenv("D2L_PROFILE", "fast")
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        d2l.get_profile()
+
+
+def test_import_runs_nothing(tmp_path):
+    """No plotting or dataset library loaded, no data read, no CUDA context."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, d2lutils; bad = [m for m in ('matplotlib.pyplot', 'torchvision') "
+            "if m in sys.modules]; print(bad, torch.cuda.is_initialized())")
+    env = {**os.environ, "D2L_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "[] False"
+    assert not (tmp_path / "cache").exists()

@@ -1,0 +1,82 @@
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+import d2lutils as d2l
+
+
+def out(n, k, s=1, p=0):
+    """Output side of a convolution or pooling: floor((n + 2p - k) / s) + 1."""
+    return (n + 2 * p - k) // s + 1
+
+
+def seed000_alexnet():
+    return nn.Sequential(
+        nn.Conv2d(1, 96, 11, 4), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, 1, 1), nn.ReLU(), nn.Conv2d(384, 384, 3, 1, 1), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2), d2l.FlattenLayer(),
+        nn.Linear(6400, 4096), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 10))
+
+
+def test_alexnet_shapes_params_and_flops_by_hand():
+    t = d2l.layer_table(seed000_alexnet(), (1, 1, 224, 224))
+    s1 = out(224, 11, 4)            # 54
+    p1 = out(s1, 3, 2)              # 26
+    p2 = out(p1, 3, 2)              # 12
+    p3 = out(p2, 3, 2)              # 5
+    assert (s1, p1, p2, p3) == (54, 26, 12, 5)
+    convs = [r for r in t.rows if r.type == "Conv2d"]
+    assert [r.output_shape for r in convs] == [
+        (96, s1, s1), (256, p1, p1), (384, p2, p2), (384, p2, p2), (256, p2, p2)]
+    pools = [r.output_shape for r in t.rows if r.type == "MaxPool2d"]
+    assert pools == [(96, p1, p1), (256, p2, p2), (256, p3, p3)]
+    assert t.rows[13].output_shape == (256 * p3 * p3,) and t.output_shape == (10,)
+    conv_params = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)]
+    fc_params = [(6400, 4096), (4096, 4096), (4096, 10)]
+    want = sum(ci * co * k * k + co for ci, co, k in conv_params) + sum(i * o + o for i, o in fc_params)
+    assert t.total_params == want == 46_764_746
+    assert [r.params for r in convs] == [ci * co * k * k + co for ci, co, k in conv_params]
+    # conv1: one multiply-add per output element and kernel tap = 2 FLOPs
+    assert convs[0].flops == 2 * 96 * s1 * s1 * 1 * 11 * 11
+    assert t.total_flops == sum(r.flops for r in t.rows)
+
+
+def test_lenet_table_text_and_depth():
+    net = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+                      nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2)),
+        nn.Sequential(nn.Flatten(), nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84),
+                      nn.Sigmoid(), nn.Linear(84, 10)))
+    leaves = d2l.layer_table(net, (1, 1, 28, 28))
+    assert [r.output_shape for r in leaves.rows][:6] == [
+        (6, 28, 28), (6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 10, 10), (16, 5, 5)]
+    assert leaves.total_params == 61_706
+    stages = d2l.layer_table(net, (2, 1, 28, 28), depth=1)
+    assert [r.name for r in stages.rows] == ["0", "1"]
+    assert stages.rows[0].output_shape == (16, 5, 5) and stages.rows[1].params == 48120 + 10164 + 850
+    assert stages.total_flops == leaves.total_flops  # per image, whatever the batch
+    text = str(leaves)
+    assert "16 x 5 x 5" in text and "total params: 61,706" in text
+    assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "params", "MFLOPs"]
+
+
+def test_table_keeps_train_mode_and_plots():
+    net = torch.nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
+    net.train()
+    t = d2l.layer_table(net, (1, 1, 28, 28))
+    assert net.training
+    ax = t.plot()
+    assert ax.get_ylabel() == "height = width (px)" and len(ax.get_xticklabels()) == len(t.rows) + 1
+    plt.close("all")
+
+
+def test_plot_history_single_and_compared():
+    h = d2l.History(epoch=[1, 2], train_loss=[1.0, 0.5], train_acc=[0.6, 0.8], test_acc=[0.7, 0.75],
+                    seconds=[1, 1], images_per_sec=[10, 10])
+    ax_loss, ax_acc = d2l.plot_history(h)
+    assert len(ax_loss.lines) == 1 and len(ax_acc.lines) == 2
+    ax_loss, ax_acc = d2l.plot_history({"sigmoid": h, "relu": h})
+    assert len(ax_acc.lines) == 4 and "sigmoid: test acc" in [t.get_text() for t in ax_acc.get_legend().texts]
+    plt.close("all")

@@ -1,0 +1,175 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import d2lutils as d2l
+
+
+def lenet():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), d2l.FlattenLayer(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+@pytest.fixture(scope="module")
+def small(raw_dir):
+    return d2l.load_data_fashion_mnist(100, root=raw_dir, n_train=2000, n_test=500, seed=0)
+
+
+def test_training_lowers_the_loss_on_real_data(small, capsys):
+    train_iter, test_iter = small
+    d2l.set_seed(0)
+    net = lenet()
+    h = d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.Adam(net.parameters(), 2e-3),
+                      "cpu", 3, progress=False, profile="test")
+    assert h.epoch == [1, 2, 3]
+    assert h.train_loss[-1] < h.train_loss[0] < 2.31
+    assert h.test_acc[-1] > 0.6  # chance is 0.1
+    assert h.n_train == 2000 and h.n_test == 500 and h.device.startswith("cpu")
+    out = capsys.readouterr().out
+    assert "training on cpu" in out and "profile test" in out and "2000 train / 500 test images" in out
+    assert out.count("epoch ") >= 3 and "img/s" in out and "sec" in out
+
+
+def test_printed_averages_are_per_example_means(small):
+    """With lr=0 the weights never move, so the epoch's loss and accuracy must
+    equal those computed independently over the same images."""
+    train_iter, test_iter = small
+    d2l.set_seed(1)
+    net = lenet()
+    h = d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.SGD(net.parameters(), lr=0.0),
+                      "cpu", 2, progress=False)
+    with torch.no_grad():
+        X = train_iter.transform(train_iter.images)
+        y_hat = net(X)
+        want_loss = nn.functional.cross_entropy(y_hat, train_iter.labels).item()
+        want_acc = (y_hat.argmax(1) == train_iter.labels).float().mean().item()
+    # The seeds divide by a batch count that is never reset: their epoch 2 would be half this.
+    for e in range(2):
+        assert h.train_loss[e] == pytest.approx(want_loss, rel=1e-5)
+        assert h.train_acc[e] == pytest.approx(want_acc)
+    assert h.test_acc[0] == pytest.approx(d2l.evaluate_accuracy(test_iter, net))
+
+
+def test_evaluate_accuracy_both_orders_and_restores_mode(small):
+    _, test_iter = small
+    net = lenet().train()
+    a = d2l.evaluate_accuracy(test_iter, net)          # the seeds' order
+    b = d2l.evaluate_accuracy(net, test_iter, "cpu")   # d2l's newer order
+    assert a == b and 0 <= a <= 1 and net.training
+
+
+def test_try_gpu_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert d2l.try_gpu().type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert d2l.try_gpu().type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert d2l.try_gpu().type == "cuda"
+
+
+def test_set_seed_reproduces_init_and_dropout():
+    d2l.set_seed(7); a = lenet()[0].weight.clone(); da = nn.Dropout(0.5)(torch.ones(100))
+    d2l.set_seed(7); b = lenet()[0].weight.clone(); db = nn.Dropout(0.5)(torch.ones(100))
+    assert torch.equal(a, b) and torch.equal(da, db)
+
+
+def test_nan_loss_stops_with_a_clear_message(small, tmp_path):
+    train_iter, test_iter = small
+    d2l.set_seed(0)
+    net = lenet()
+    with pytest.raises(d2l.TrainingDivergedError, match=r"became nan.*Lower the learning rate"):
+        d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.SGD(net.parameters(), lr=1e9),
+                      "cpu", 2, progress=False, check_every=1, checkpoint=tmp_path / "c.pt")
+
+
+class _OOMNet(nn.Module):
+    """Stands in for a net too big for the GPU: raises what CUDA raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_gpu_out_of_memory_is_explained(small):
+    train_iter, test_iter = small
+    net = _OOMNet()
+    with pytest.raises(RuntimeError, match=r"ran out of memory on a batch of shape \(100, 1, 28, 28\)"
+                                           r".*Lower the batch size.*resize") as e:
+        d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.SGD(net.parameters(), lr=0.1),
+                      "cpu", 1, progress=False)
+    assert isinstance(e.value.__cause__, torch.cuda.OutOfMemoryError)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    import os
+
+    net, h = lenet(), d2l.History()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    path = tmp_path / "c.pt"
+    d2l.save_checkpoint(path, net, opt, h, 1)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        d2l.save_checkpoint(path, lenet(), opt, h, 2)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+def test_finished_checkpoint_is_loaded_not_retrained(small, tmp_path, capsys):
+    train_iter, test_iter = small
+    ck = tmp_path / "c.pt"
+    d2l.set_seed(0); net = lenet(); opt = torch.optim.Adam(net.parameters())
+    h1 = d2l.train_ch5(net, train_iter, test_iter, 100, opt, "cpu", 1, checkpoint=ck, progress=False)
+    net2 = lenet(); opt2 = torch.optim.Adam(net2.parameters())
+    capsys.readouterr()
+    h2 = d2l.train_ch5(net2, train_iter, test_iter, 100, opt2, "cpu", 1, checkpoint=ck, resume=True,
+                       progress=False)
+    assert "loaded a finished run" in capsys.readouterr().out
+    assert h2.test_acc == h1.test_acc
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(small, raw_dir, tmp_path):
+    train_iter, test_iter = small
+    ck = tmp_path / "c.pt"
+    net = lenet(); opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    d2l.train_ch5(net, train_iter, test_iter, 100, opt, "cpu", 1, checkpoint=ck, progress=False)
+    other, _ = d2l.load_data_fashion_mnist(100, root=raw_dir, n_train=300, n_test=500)
+    with pytest.raises(ValueError, match="Delete the checkpoint"):
+        d2l.train_ch5(net, other, test_iter, 100, opt, "cpu", 2, checkpoint=ck, resume=True,
+                      progress=False)
+
+
+def test_killed_run_resumes_to_the_same_weights(raw_dir, tmp_path):
+    """A real SIGKILL in the middle of epoch 2, then resume=True, ends with
+    exactly the weights of an uninterrupted run with the same seed."""
+    script = Path(__file__).with_name("_resume_run.py")
+    run = lambda *args: subprocess.run([sys.executable, str(script), "--root", str(raw_dir), *args],
+                                       capture_output=True, text=True, timeout=300)
+    full = run("--ckpt", str(tmp_path / "a.pt"), "--out", str(tmp_path / "full.pt"))
+    assert full.returncode == 0, full.stderr
+    killed = run("--ckpt", str(tmp_path / "b.pt"), "--out", str(tmp_path / "never.pt"), "--kill")
+    assert killed.returncode == -9 and not (tmp_path / "never.pt").exists()
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["epoch"] == 1  # epoch 1 was saved
+    resumed = run("--ckpt", str(tmp_path / "b.pt"), "--out", str(tmp_path / "resumed.pt"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 1" in resumed.stdout
+    a = torch.load(tmp_path / "full.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["history"]["test_acc"] == b["history"]["test_acc"]
+    assert a["history"]["train_loss"] == b["history"]["train_loss"]
