@@ -47,36 +47,34 @@ def plot_history(history: "History | Mapping[str, History]", axes=None, title: s
     return axes
 
 
-def plot_shapes(table: "LayerTable", ax=None, title: str | None = None):
-    """Plot each layer's output: spatial side (left axis) and channels (right axis).
+def plot_shapes(table: "LayerTable", axes=None, title: str | None = None):
+    """Plot each layer's output size: height = width (top) and channels (bottom).
 
     A 1-D output (after flattening) counts as ``features`` channels of 1 x 1.
-    Returns the left axis.
+    Both axes are logarithmic (base 2), so halving the size is one step down.
+    Returns the two axes.
     """
     import matplotlib.pyplot as plt
 
-    names = ["input"] + [r.name for r in table.rows]
+    labels = ["input"] + [f"{r.name} {r.type}" for r in table.rows]
     shapes = [table.input_shape] + [r.output_shape for r in table.rows]
     chans = [s[0] if s else 1 for s in shapes]
     side = [s[-1] if len(s) >= 3 else 1 for s in shapes]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(names) + 2), 3.6))
-    x = range(len(names))
-    ax.step(x, side, where="mid", color="C0", label="height = width (px)")
-    ax.set_yscale("log", base=2)
-    ax.set_ylabel("height = width (px)", color="C0")
-    ax2 = ax.twinx()
-    ax2.step(x, chans, where="mid", color="C3", label="channels / features")
-    ax2.set_yscale("log", base=2)
-    ax2.set_ylabel("channels / features", color="C3")
-    ax.set_xticks(list(x), names, rotation=90, fontsize=7)
-    ax.set_xlabel("layer output")
-    ax.grid(alpha=0.3)
-    lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="upper center")
-    ax.set_title(title or "activation shape through the net")
-    ax.figure.tight_layout()
-    return ax
+    if axes is None:
+        width = min(max(6.0, 0.28 * len(labels) + 2), 14)
+        _, axes = plt.subplots(2, 1, figsize=(width, 5.2), sharex=True)
+    x = range(len(labels))
+    for ax, values, color, ylabel in [(axes[0], side, "C0", "height = width (px)"),
+                                      (axes[1], chans, "C3", "channels / features")]:
+        ax.bar(x, values, color=color, width=0.7)
+        ax.set_yscale("log", base=2)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].set_xticks(list(x), labels, rotation=90, fontsize=7 if len(labels) > 30 else 8)
+    axes[1].set_xlabel("output of layer")
+    axes[0].set_title(title or "activation shape through the net")
+    axes[0].figure.tight_layout()
+    return axes
 
 
 class LiveCurves:

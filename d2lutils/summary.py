@@ -57,22 +57,22 @@ class LayerTable:
         return "\n".join([line(head), rule, *map(line, body), rule,
                           f"total params: {self.total_params:,}",
                           f"total FLOPs per image (forward): {self.total_flops:,} "
-                          f"= {_si(self.total_flops)}FLOPs ({_si(self.total_flops / 2)}multiply-adds)"])
+                          f"= {_si(self.total_flops)} FLOPs ({_si(self.total_flops / 2)} multiply-adds)"])
 
     __repr__ = __str__
 
-    def plot(self, ax=None, title: str | None = None):
+    def plot(self, axes=None, title: str | None = None):
         """Plot how the activation shape changes; see :func:`d2lutils.plot.plot_shapes`."""
         from .plot import plot_shapes
 
-        return plot_shapes(self, ax=ax, title=title)
+        return plot_shapes(self, axes=axes, title=title)
 
 
 def _si(x: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if x >= scale:
             return f"{x / scale:.2f} {unit}"
-    return f"{x:.0f} "
+    return f"{x:.0f}"
 
 
 def _fmt_shape(shape: tuple[int, ...]) -> str:

@@ -157,7 +157,8 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer: torch.optim.Optimizer,
-                    history: History, epoch: int, meta: dict[str, Any] | None = None) -> None:
+                    history: History, epoch: int, meta: dict[str, Any] | None = None,
+                    scheduler: Any | None = None) -> None:
     """Write net, optimizer, history and RNG state atomically (temp file + rename),
     so a run killed while saving keeps its previous checkpoint intact."""
     import io
@@ -166,6 +167,7 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer: torch.op
         "epoch": epoch,
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "history": history.to_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -177,8 +179,10 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer: torch.op
 
 
 def load_checkpoint(path: str | os.PathLike, net: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` into ``net`` (and ``optimizer``)."""
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` into ``net`` (and
+    ``optimizer`` and ``scheduler``, when given)."""
     try:
         state = torch.load(path, map_location=_model_device(net), weights_only=False)
     except Exception as e:
@@ -186,6 +190,8 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module,
     net.load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
     return state
 
 
@@ -215,9 +221,10 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
               optimizer: torch.optim.Optimizer, device: str | torch.device | None,
               num_epochs: int, *, loss: Callable | None = None,
               checkpoint: str | os.PathLike | None = None, resume: bool = False,
+              scheduler: Any | None = None,
               live_plot: bool | None = None, progress: bool | None = None,
-              amp: bool = False, channels_last: bool = False, profile: str | None = None,
-              check_every: int = 25) -> History:
+              amp: bool = False, channels_last: bool = False, compile: bool = False,
+              profile: str | None = None, check_every: int = 25) -> History:
     """Train ``net`` and print one line per epoch, as the seeds' ``train_ch5`` does.
 
     The loss printed is the mean cross-entropy per example of that epoch (the
@@ -232,11 +239,16 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
         checkpoint: file written atomically after every epoch.
         resume: continue from ``checkpoint`` if it exists. A finished run is just
             loaded, so re-running a notebook cell does not retrain.
+        scheduler: a ``torch.optim.lr_scheduler`` stepped after every batch (e.g. a
+            warm-up); its state is checkpointed with the optimizer's.
         live_plot: redraw the learning curves after every epoch (default: in a notebook).
         progress: show a tqdm bar per epoch (default: on, unless ``$D2L_PROGRESS=0``).
         amp: bfloat16 autocast (worth it on recent GPUs; the CPU default is fp32).
         channels_last: NHWC memory layout for net and batches (faster convolutions
             on most CPUs and tensor-core GPUs).
+        compile: run the net through ``torch.compile``. The first batches pay the
+            compilation (about 85 s for AlexNet on a 2-core CPU), so it pays off only
+            for long runs on a GPU. Checkpoints keep the plain module's weights.
         profile: the name printed in the header (default: ``$D2L_PROFILE`` or "custom").
         check_every: test the loss for NaN/inf every this many batches (each
             check waits for the GPU, so not every batch).
@@ -248,8 +260,6 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
         TrainingDivergedError: the loss became NaN or inf.
         RuntimeError: the GPU ran out of memory (with what to change).
     """
-    from tqdm.auto import tqdm
-
     from .plot import LiveCurves
 
     device = torch.device(device) if device is not None else try_gpu()
@@ -264,7 +274,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if resume and ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, net, optimizer)
+        state = load_checkpoint(ckpt, net, optimizer, scheduler)
         old = {k: state["meta"].get(k) for k in ("n_train", "n_test", "batch_size")}
         new = {k: meta[k] for k in old}
         if old != new:
@@ -279,7 +289,9 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
         print(f"{verb} from {ckpt}")
     if progress is None:
         progress = os.environ.get("D2L_PROGRESS", "1") != "0"
+    tqdm = _progress_bar_class(progress)
     live = LiveCurves() if (live_plot if live_plot is not None else _in_notebook()) else None
+    model = torch.compile(net) if compile else net  # `net` keeps the weights and their names
 
     print(f"training on {device_name(device)} | profile {profile} | "
           f"{n_train if n_train is not None else '?'} train / "
@@ -304,18 +316,20 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
                     X = X.contiguous(memory_format=torch.channels_last)
                 y = y.to(device, non_blocking=True)
                 with _autocast(device, amp):
-                    y_hat = net(X)
+                    y_hat = model(X)
                     l = loss(y_hat, y)
                 optimizer.zero_grad(set_to_none=True)
                 l.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 loss_sum += l.detach().float() * y.numel()
                 correct += (y_hat.detach().argmax(dim=1) == y).sum()
                 n += y.numel()
                 if (i + 1) % check_every == 0:
                     _check_finite(loss_sum, epoch, i, optimizer, ckpt)
             _check_finite(loss_sum, epoch, None, optimizer, ckpt)
-            test_acc = evaluate_accuracy(test_iter, net, device, amp=amp, channels_last=channels_last)
+            test_acc = evaluate_accuracy(test_iter, model, device, amp=amp, channels_last=channels_last)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
@@ -326,7 +340,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
             history.seconds.append(dt)
             history.images_per_sec.append(n / dt)
             if ckpt is not None:
-                save_checkpoint(ckpt, net, optimizer, history, epoch + 1, meta)
+                save_checkpoint(ckpt, net, optimizer, history, epoch + 1, meta, scheduler)
             print(_epoch_line(history, -1))
             if live is not None:
                 live.update(history)
@@ -346,6 +360,19 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
         print(f"done: {len(history.epoch)} epochs in {history.wall_time:.1f} s on {history.device}, "
               f"final test acc {history.test_acc[-1]:.3f}")
     return history
+
+
+def _progress_bar_class(progress: bool):
+    """tqdm's widget bar in a notebook with ipywidgets, its text bar elsewhere."""
+    if progress and _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
+            from tqdm.notebook import tqdm
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
+    return tqdm
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, batch: int | None,

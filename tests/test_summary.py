@@ -67,8 +67,11 @@ def test_table_keeps_train_mode_and_plots():
     net.train()
     t = d2l.layer_table(net, (1, 1, 28, 28))
     assert net.training
-    ax = t.plot()
-    assert ax.get_ylabel() == "height = width (px)" and len(ax.get_xticklabels()) == len(t.rows) + 1
+    top, bottom = t.plot()
+    assert top.get_ylabel() == "height = width (px)" and bottom.get_ylabel() == "channels / features"
+    assert [b.get_height() for b in top.patches] == [28, 13, 13, 1, 1]
+    assert [b.get_height() for b in bottom.patches] == [1, 4, 4, 676, 10]
+    assert [l.get_text() for l in bottom.get_xticklabels()][:2] == ["input", "0 Conv2d"]
     plt.close("all")
 
 
