@@ -20,6 +20,7 @@ from .data import (
     read_fashion_mnist,
     show_fashion_mnist,
     show_images,
+    upsample_bilinear,
 )
 from .layers import FlattenLayer, GlobalAvgPool2d
 from .plot import LiveCurves, plot_history, plot_shapes
@@ -42,7 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TEXT_LABELS", "CorruptDatasetError", "DatasetNotFoundError", "FashionMNISTIter",
     "find_fashion_mnist", "get_fashion_mnist_labels", "load_data_fashion_mnist",
-    "read_fashion_mnist", "show_fashion_mnist", "show_images",
+    "read_fashion_mnist", "show_fashion_mnist", "show_images", "upsample_bilinear",
     "FlattenLayer", "GlobalAvgPool2d",
     "LiveCurves", "plot_history", "plot_shapes",
     "PROFILES", "Profile", "get_profile",

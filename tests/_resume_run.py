@@ -24,6 +24,8 @@ d2l.set_seed(0)
 net = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2), d2l.FlattenLayer(),
                     nn.Linear(4 * 12 * 12, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
 optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+# A warm-up over 15 steps (1.5 epochs): resuming must restore the scheduler's step count too.
+scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=15)
 train_iter, test_iter = d2l.load_data_fashion_mnist(32, root=a.root, n_train=320, n_test=64, seed=3)
 
 
@@ -47,5 +49,5 @@ class KillMidEpoch2:
 
 it = KillMidEpoch2(train_iter) if a.kill else train_iter
 h = d2l.train_ch5(net, it, test_iter, 32, optimizer, "cpu", 3, checkpoint=a.ckpt,
-                  resume=a.resume, progress=False)
+                  resume=a.resume, progress=False, scheduler=scheduler)
 torch.save({"model": net.state_dict(), "history": h.to_dict()}, a.out)

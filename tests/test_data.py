@@ -138,28 +138,29 @@ def test_missing_data_and_no_network_is_one_clear_error(isolated, monkeypatch):
     assert e.value.__cause__ is None and e.value.__suppress_context__  # no urllib stack
 
 
-def test_corrupt_debian_archive_is_named(debian_dir, isolated, monkeypatch):
+def fake_debian(debian_dir, isolated, monkeypatch):
+    """A copy of Debian's folder that a test may damage, used instead of the real one."""
     fake = isolated / "debian"
     fake.mkdir()
     for f in debian_dir.iterdir():
         shutil.copy(f, fake / f.name)
+    monkeypatch.setenv("D2L_DEBIAN_DIR", str(fake))
+    return fake
+
+
+def test_corrupt_debian_archive_is_named(debian_dir, isolated, monkeypatch):
+    fake = fake_debian(debian_dir, isolated, monkeypatch)
     bad = fake / "t10k-labels-idx1-ubyte.gz"
     with gzip.open(bad, "wb") as g:  # valid gzip, wrong content
         g.write(b"\x00\x00\x08\x01" + (10000).to_bytes(4, "big") + bytes(10000))
-    monkeypatch.setenv("D2L_DEBIAN_DIR", str(fake))
     with pytest.raises(d2l.CorruptDatasetError, match="t10k-labels-idx1-ubyte.gz.*SHA-256"):
         d2l.find_fashion_mnist(download=False)
     assert not list((isolated / "cache").rglob("*.part"))  # nothing half-written left
 
 
 def test_truncated_gzip_is_named(debian_dir, isolated, monkeypatch):
-    fake = isolated / "debian"
-    fake.mkdir()
-    for f in debian_dir.iterdir():
-        shutil.copy(f, fake / f.name)
-    bad = fake / "train-images-idx3-ubyte.gz"
+    bad = fake_debian(debian_dir, isolated, monkeypatch) / "train-images-idx3-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:100000])
-    monkeypatch.setenv("D2L_DEBIAN_DIR", str(fake))
     with pytest.raises(d2l.CorruptDatasetError, match="train-images-idx3-ubyte.gz"):
         d2l.find_fashion_mnist(download=False)
 

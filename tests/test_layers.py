@@ -17,3 +17,13 @@ def test_global_avg_pool_matches_the_seed_and_the_mean():
     assert out.shape == (2, 10, 1, 1)
     torch.testing.assert_close(out, F.avg_pool2d(X, kernel_size=X.size()[2:]))  # the seeds' form
     torch.testing.assert_close(out.flatten(1), X.mean(dim=(2, 3)))
+
+
+def test_upsample_bilinear_equals_interpolate():
+    torch.manual_seed(0)
+    X = torch.rand(3, 2, 28, 28)
+    for f in (2, 3, 4, 8):
+        want = F.interpolate(X, scale_factor=f, mode="bilinear", align_corners=False)
+        got = d2l.upsample_bilinear(X, f)
+        assert got.shape == want.shape == (3, 2, 28 * f, 28 * f)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)  # weights like 1/3 round differently

@@ -155,7 +155,8 @@ def test_resume_refuses_a_checkpoint_of_another_run(small, raw_dir, tmp_path):
 
 def test_killed_run_resumes_to_the_same_weights(raw_dir, tmp_path):
     """A real SIGKILL in the middle of epoch 2, then resume=True, ends with
-    exactly the weights of an uninterrupted run with the same seed."""
+    exactly the weights of an uninterrupted run with the same seed (dropout's
+    RNG, the shuffle, Adam's moments and the warm-up scheduler all restored)."""
     script = Path(__file__).with_name("_resume_run.py")
     run = lambda *args: subprocess.run([sys.executable, str(script), "--root", str(raw_dir), *args],
                                        capture_output=True, text=True, timeout=300)

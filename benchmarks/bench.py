@@ -1,0 +1,235 @@
+"""Benchmark: the seed-style pipeline against this book's, for the six nets.
+
+For each net at its chapter's input size, in one run on one machine:
+
+(a) seed style: torchvision ``Resize`` + ``ToTensor`` on PIL images in a
+    ``DataLoader`` with 4 workers (as seed 000), fp32, default memory layout,
+    a host-to-device copy per batch;
+(b) this book: the split held as one uint8 tensor on the training device and
+    resized per batch with tensor ops, ``channels_last``, bf16 autocast on CUDA,
+    non-blocking copies;
+(c) pure compute: training steps on one batch already in memory, with (b)'s
+    settings: the ceiling for (b).
+
+It reports images/s for the data alone and for training, the ratios (b)/(a)
+and (b)/(c), and the fraction of the machine's peak FLOP rate that (b)
+reaches. Results go to a JSON file.
+
+    python benchmarks/bench.py --quick          # < 2 minutes on 2 CPU cores
+    python benchmarks/bench.py --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import d2lutils as d2l
+from d2lutils import models
+
+NETS = {  # name: (constructor, input side), as in the comparison chapter
+    "LeNet": (lambda: models.lenet(nn.ReLU, nn.MaxPool2d), 28),
+    "AlexNet": (lambda: models.AlexNet(), 224),
+    "ZFNet": (lambda: models.ZFNet(), 224),
+    "VGG-11/8": (lambda: models.vgg(models.VGG_ARCHS["VGG-11"], ratio=8, fc_hidden=512), 224),
+    "NiN": (lambda: models.nin(), 224),
+    "GoogLeNet": (lambda: models.googlenet(), 96),
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_flops(device: torch.device) -> tuple[float, str]:
+    """The machine's peak FLOP/s for the precision (b) uses, and how it was estimated."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        table = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12,
+                 "V100": 125e12}  # dense bf16/fp16 tensor-core peaks from the vendors' data sheets
+        for key, value in table.items():
+            if key in name:
+                return value, f"{name}, dense bf16 tensor-core peak"
+        return float("nan"), f"{name}: peak unknown"
+    flags, mhz = "", 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = line
+            if line.startswith("cpu MHz"):
+                mhz = max(mhz, float(line.split(":")[1]))
+    except OSError:
+        pass
+    per_cycle = 64 if "avx512f" in flags else 32 if ("avx2" in flags and "fma" in flags) else 8
+    cores = torch.get_num_threads()
+    peak = cores * mhz * 1e6 * per_cycle
+    return peak, (f"{cores} threads x {mhz:.0f} MHz x {per_cycle} fp32 FLOPs/cycle "
+                  f"({'AVX-512' if per_cycle == 64 else 'AVX2 FMA' if per_cycle == 32 else 'SSE'})")
+
+
+def torchvision_root(raw: Path) -> Path:
+    """A folder in torchvision's layout (ROOT/FashionMNIST/raw) for the files in ``raw``."""
+    if raw.name == "raw" and raw.parent.name == "FashionMNIST":
+        return raw.parent.parent
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="fmnist-"))
+    (tmp / "FashionMNIST" / "raw").mkdir(parents=True)
+    for f in raw.iterdir():
+        (tmp / "FashionMNIST" / "raw" / f.name).symlink_to(f.resolve())
+    return tmp
+
+
+def seed_style_loader(side: int, batch_size: int, n: int, root: Path):
+    """Seed 000's load_data_fashion_mnist, on the same files, without the download."""
+    import torchvision
+    from torch.utils.data import DataLoader, Subset
+
+    trans = torchvision.transforms.Compose(
+        [torchvision.transforms.Resize(size=side), torchvision.transforms.ToTensor()])
+    ds = torchvision.datasets.FashionMNIST(str(torchvision_root(root)), train=True, download=False,
+                                           transform=trans)
+    return DataLoader(Subset(ds, range(n)), batch_size=batch_size, shuffle=True, num_workers=4)
+
+
+WARMUP_BATCHES = 8  # = 4 workers x prefetch 2: batches a DataLoader has ready before timing
+
+
+def timed_data(loader, device, n_batches) -> float:
+    """Images/s of producing batches on ``device`` (nothing else), in steady state:
+    worker start-up and the prefetched batches are not timed."""
+    it = iter(loader)
+    for _ in range(WARMUP_BATCHES):
+        X, _ = next(it)
+        X.to(device)
+    sync(device)
+    t0, n = time.perf_counter(), 0
+    for _ in range(n_batches):
+        X, y = next(it)
+        X = X.to(device, non_blocking=True)
+        n += y.numel()
+    sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def train_steps(net, batches, device, amp, channels_last) -> float:
+    """Images/s of Adam training steps over ``batches`` (an iterator of (X, y))."""
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    dtype = torch.bfloat16 if (amp and device.type == "cuda") else None
+    n, t0 = 0, None
+    for i, (X, y) in enumerate(batches):
+        if i == 1:  # the first step (allocations, kernel choice) is not timed
+            sync(device)
+            t0 = time.perf_counter()
+        X = X.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if channels_last:
+            X = X.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(net(X), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 1:
+            n += y.numel()
+    sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_net(name, make, side, args, device, root, peak):
+    steps, bs = args.steps + 1, args.batch_size
+    data_bs, n_data = 128, (args.data_batches + WARMUP_BATCHES) * 128  # the seeds' batch size
+    result = {"net": name, "input": side, "batch_size": bs, "timed_steps": args.steps,
+              "data_batch_size": data_bs, "data_batches": args.data_batches}
+    flops = d2l.layer_table(make(), (1, 1, side, side)).total_flops
+    result["forward_flops"] = flops
+    images, labels = d2l.read_fashion_mnist(True, root)
+
+    def ours(batch_size, n):
+        return d2l.FashionMNISTIter(images[:n], labels[:n], batch_size, resize=side,
+                                    shuffle=True, device=device)
+
+    result["data_seed_img_s"] = timed_data(seed_style_loader(side, data_bs, n_data, root), device,
+                                           args.data_batches)
+    result["data_book_img_s"] = timed_data(ours(data_bs, n_data), device, args.data_batches)
+
+    torch.manual_seed(0)
+    net = make().to(device)
+    result["train_seed_img_s"] = train_steps(net, iter(seed_style_loader(side, bs, steps * bs, root)),
+                                             device, amp=False, channels_last=False)
+    torch.manual_seed(0)
+    net = make().to(device).to(memory_format=torch.channels_last)
+    result["train_book_img_s"] = train_steps(net, iter(ours(bs, steps * bs)), device, amp=True,
+                                             channels_last=True)
+    X, y = next(iter(ours(bs, bs)))
+    torch.manual_seed(0)
+    net = make().to(device).to(memory_format=torch.channels_last)
+    result["train_compute_img_s"] = train_steps(net, ((X, y) for _ in range(steps)), device,
+                                                amp=True, channels_last=True)
+    result["data_speedup"] = result["data_book_img_s"] / result["data_seed_img_s"]
+    result["train_speedup"] = result["train_book_img_s"] / result["train_seed_img_s"]
+    result["book_vs_compute"] = result["train_book_img_s"] / result["train_compute_img_s"]
+    # training ~ 3 x forward FLOPs (forward, and backward for inputs and weights)
+    result["fraction_of_peak"] = 3 * flops * result["train_book_img_s"] / peak
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="few steps, small batches (< 2 min on 2 cores)")
+    p.add_argument("--nets", nargs="*", default=list(NETS), choices=list(NETS))
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="timed training steps per config")
+    p.add_argument("--data-batches", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<device>-<date>.json)")
+    args = p.parse_args(argv)
+    import warnings
+
+    # Seed 000 uses 4 workers whatever the machine; torch warns about that on 2 cores.
+    warnings.filterwarnings("ignore", message="This DataLoader will create")
+    args.batch_size = args.batch_size or (16 if args.quick else 64)
+    args.steps = args.steps or (2 if args.quick else 4)
+    args.data_batches = args.data_batches or (20 if args.quick else 40)
+    device = torch.device(args.device) if args.device else d2l.try_gpu()
+    root = d2l.find_fashion_mnist()
+    peak, peak_how = peak_flops(device)
+    t_start = time.perf_counter()
+    runs = []
+    for name in args.nets:
+        make, side = NETS[name]
+        r = bench_net(name, make, side, args, device, root, peak)
+        runs.append(r)
+        print(f"{name:10s} {side:3d}px | data: seed {r['data_seed_img_s']:8.0f} img/s, book "
+              f"{r['data_book_img_s']:9.0f} img/s ({r['data_speedup']:5.1f}x) | train: seed "
+              f"{r['train_seed_img_s']:7.1f}, book {r['train_book_img_s']:7.1f} ({r['train_speedup']:4.2f}x), "
+              f"compute {r['train_compute_img_s']:7.1f} img/s (book/compute {r['book_vs_compute']:.2f}) "
+              f"| {100 * r['fraction_of_peak']:.1f}% of peak", flush=True)
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": d2l.device_name(device), "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "peak_flops": peak, "peak_estimate": peak_how, "mode": "quick" if args.quick else "full",
+        "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")},
+        "wall_seconds": time.perf_counter() - t_start, "runs": runs,
+    }
+    out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
+                                           f"{device.type}-{report['date'][:10]}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out} ({report['wall_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
