@@ -33,16 +33,18 @@ book: setup
 
 # Unit tests, every chapter under nbval (quick profile), then the site in Chromium.
 test: system-deps book
-	D2L_PROFILE=quick $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	D2L_PROFILE=quick $(BIN)/python -m pytest tests notebooks book --nbval-lax -p no:cacheprovider
 
 unit: setup
 	$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider
 
 # Re-execute the chapters and store their outputs (set D2L_PROFILE=full on a GPU).
-NB ?= notebooks/*.ipynb
+NB ?= notebooks/*.ipynb book/*.ipynb
 execute: setup
-	cd notebooks && for nb in $(notdir $(wildcard $(NB))); do \
-	  echo "executing $$nb"; ../$(BIN)/jupyter-execute --inplace --timeout=-1 $$nb || exit 1; done
+	@for nb in $(wildcard $(NB)); do \
+	  echo "executing $$nb"; \
+	  (cd $$(dirname $$nb) && $(CURDIR)/$(BIN)/jupyter-execute --inplace --timeout=-1 $$(basename $$nb)) || exit 1; \
+	done
 
 serve:
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000

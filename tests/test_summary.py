@@ -83,3 +83,25 @@ def test_plot_history_single_and_compared():
     ax_loss, ax_acc = d2l.plot_history({"sigmoid": h, "relu": h})
     assert len(ax_acc.lines) == 4 and "sigmoid: test acc" in [t.get_text() for t in ax_acc.get_legend().texts]
     plt.close("all")
+
+
+def test_live_curves_redraw_one_figure(capsys):
+    """Outside a notebook IPython's display prints a text repr; the figure is reused."""
+    h = d2l.History(epoch=[1], train_loss=[1.0], train_acc=[0.5], test_acc=[0.6],
+                    seconds=[1.0], images_per_sec=[10.0])
+    live = d2l.LiveCurves()
+    live.update(h)
+    fig = live._fig
+    h.epoch.append(2); h.train_loss.append(0.5); h.train_acc.append(0.7); h.test_acc.append(0.7)
+    live.update(h)
+    assert live._fig is fig and len(live._axes[0].lines) == 1 and len(live._axes[0].lines[0].get_xdata()) == 2
+    live.close()
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_show_fashion_mnist_titles_by_class():
+    imgs = torch.rand(3, 1, 28, 28)
+    d2l.show_fashion_mnist(imgs, torch.tensor([0, 5, 9]))
+    titles = [ax.get_title() for ax in plt.gcf().axes]
+    assert titles == ["t-shirt", "sandal", "ankle boot"]
+    plt.close("all")

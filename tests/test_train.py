@@ -174,3 +174,15 @@ def test_killed_run_resumes_to_the_same_weights(raw_dir, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["history"]["test_acc"] == b["history"]["test_acc"]
     assert a["history"]["train_loss"] == b["history"]["train_loss"]
+
+
+def test_history_round_trip_and_device_name(tmp_path):
+    import json
+
+    h = d2l.History(epoch=[1, 2], train_loss=[1.0, 0.5], train_acc=[0.5, 0.7], test_acc=[0.6, 0.7],
+                    seconds=[2.0, 3.0], images_per_sec=[10.0, 11.0], device="cpu", profile="quick",
+                    n_train=500, n_test=250)
+    assert h.wall_time == 5.0
+    h.save_json(tmp_path / "h.json")
+    assert d2l.History.from_dict(json.loads((tmp_path / "h.json").read_text())) == h
+    assert d2l.device_name("cpu") == f"cpu ({torch.get_num_threads()} threads)"
