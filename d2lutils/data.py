@@ -350,9 +350,8 @@ def load_data_fashion_mnist(batch_size: int, resize: int | Sequence[int] | None 
         idx = _balanced_subset(tr_y, n_train, g)
         tr_x, tr_y = tr_x[idx], tr_y[idx]
     if n_test is not None and n_test < te_y.numel():
-        idx = _balanced_subset(te_y, n_test, g)
-        tr_test = torch.sort(idx).values  # keep the test set in file order
-        te_x, te_y = te_x[tr_test], te_y[tr_test]
+        keep = torch.sort(_balanced_subset(te_y, n_test, g)).values  # test set stays in file order
+        te_x, te_y = te_x[keep], te_y[keep]
     return (FashionMNISTIter(tr_x, tr_y, batch_size, resize, shuffle=True, seed=seed, device=device),
             FashionMNISTIter(te_x, te_y, batch_size, resize, shuffle=False, seed=seed, device=device))
 

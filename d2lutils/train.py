@@ -201,9 +201,9 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def _count(it) -> int | None:
-    for attr in ("num_examples",):
-        if hasattr(it, attr):
-            return int(getattr(it, attr))
+    """Examples per pass: our iterators know it; a DataLoader's dataset does."""
+    if hasattr(it, "num_examples"):
+        return int(it.num_examples)
     ds = getattr(it, "dataset", None)
     return len(ds) if ds is not None and hasattr(ds, "__len__") else None
 

@@ -47,6 +47,13 @@ def test_launch_links_and_install_cell_use_the_configured_repo(nb):
 
 @pytest.mark.parametrize("nb", NOTEBOOKS + PAGES, ids=lambda p: p.stem)
 def test_stored_outputs_are_executed_in_order_without_errors(nb):
+    import warnings
+
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a cell without an id, soon a hard error in nbformat
+        nbformat.validate(nbformat.read(nb, as_version=4))
     code = [c for c in cells(nb) if c["cell_type"] == "code" and src(c).strip()]
     assert all(c.get("execution_count") for c in code), "a code cell was never executed"
     counts = [c["execution_count"] for c in code]
