@@ -18,6 +18,7 @@ from .data import (
     get_fashion_mnist_labels,
     load_data_fashion_mnist,
     read_fashion_mnist,
+    resize_bilinear,
     show_fashion_mnist,
     show_images,
     upsample_bilinear,
@@ -43,7 +44,8 @@ __version__ = "0.1.0"
 __all__ = [
     "TEXT_LABELS", "CorruptDatasetError", "DatasetNotFoundError", "FashionMNISTIter",
     "find_fashion_mnist", "get_fashion_mnist_labels", "load_data_fashion_mnist",
-    "read_fashion_mnist", "show_fashion_mnist", "show_images", "upsample_bilinear",
+    "read_fashion_mnist", "resize_bilinear", "show_fashion_mnist", "show_images",
+    "upsample_bilinear",
     "FlattenLayer", "GlobalAvgPool2d",
     "LiveCurves", "plot_history", "plot_shapes",
     "PROFILES", "Profile", "get_profile",
