@@ -23,6 +23,7 @@ reaches. Results go to a JSON file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -137,17 +138,18 @@ def write_bound(batch_size, side, device, n_batches) -> float:
     return n_batches * batch_size / (time.perf_counter() - t0)
 
 
-def train_steps(net, batches, device, amp, channels_last) -> float:
+def train_steps(net, batches, device, amp, channels_last, non_blocking=True) -> float:
     """Images/s of Adam training steps over ``batches`` (an iterator of (X, y))."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    dtype = torch.bfloat16 if (amp and device.type == "cuda") else None
+    # bf16 autocast: on CUDA as train_ch5(amp=True); on a CPU only when measuring the option
+    dtype = torch.bfloat16 if amp else None
     n, t0 = 0, None
     for i, (X, y) in enumerate(batches):
-        if i == 1:  # the first step (allocations, kernel choice) is not timed
+        if i == 1:  # the first step (allocations, kernel choice, compilation) is not timed
             sync(device)
             t0 = time.perf_counter()
-        X = X.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
+        X = X.to(device, non_blocking=non_blocking)
+        y = y.to(device, non_blocking=non_blocking)
         if channels_last:
             X = X.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -159,6 +161,94 @@ def train_steps(net, batches, device, amp, channels_last) -> float:
             n += y.numel()
     sync(device)
     return n / (time.perf_counter() - t0)
+
+
+def eval_steps(net, X, steps, device, mode) -> float:
+    """Images/s of evaluation forward passes on ``X`` under ``mode``: ``inference_mode``
+    (as train_ch5), ``no_grad``, or ``autograd`` (grad mode on, as the seeds evaluate)."""
+    ctx = {"inference_mode": torch.inference_mode, "no_grad": torch.no_grad,
+           "autograd": contextlib.nullcontext}[mode]
+    net.eval()
+    with ctx():
+        (net(X).argmax(1) == 0).sum().item()  # warm-up, not timed
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            (net(X).argmax(1) == 0).sum().item()
+        sync(device)
+    return steps * X.shape[0] / (time.perf_counter() - t0)
+
+
+def bench_options(name, args, device, root) -> list[dict]:
+    """Each trainer option measured on its own, for one net: the book's configuration
+    against the same with that one option changed, in the same run."""
+    make, side = NETS[name]
+    images, labels = d2l.read_fashion_mnist(True, root)
+    steps, bs = args.steps + 1, args.batch_size
+    cuda = device.type == "cuda"
+
+    def train(*, amp=cuda, channels_last=True, non_blocking=True, data_device=device, compiled=False,
+              bs=bs, steps=steps):
+        torch.manual_seed(0)
+        net = make().to(device)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if compiled:
+            net = torch.compile(net)
+        batches = iter(d2l.FashionMNISTIter(images[:steps * bs], labels[:steps * bs], bs, resize=side,
+                                            shuffle=True, device=data_device))
+        return train_steps(net, batches, device, amp, channels_last, non_blocking)
+
+    book = train()
+    rows = []
+
+    def row(option, default, other, changed, note=""):
+        # ratio: the book's default setting against the other one (> 1: the default is faster)
+        rows.append({"net": name, "option": option, "default": default, "other": other,
+                     "default_img_s": book if changed is not None else None,
+                     "other_img_s": changed, "ratio": book / changed if changed else None,
+                     "note": note})
+
+    row("channels_last", "on", "off", train(channels_last=False))
+    if cuda:
+        row("bf16 autocast", "on", "off (fp32)", train(amp=False))
+        row("dataset resident on the GPU", "on", "off (host tensor, copied per batch)",
+            train(data_device="cpu"))
+        row("non-blocking copies", "on", "off", train(data_device="cpu", non_blocking=False),
+            note="both with the data on the host, where the copy happens")
+    else:
+        # fp32 stays the CPU default; this shows why (no native bf16 arithmetic on most CPUs).
+        # bf16 is so slow here that it is timed on a small batch, and fp32 on the same batch.
+        if args.quick:
+            row("bf16 autocast", "off (fp32)", "on", None, note="not measured with --quick")
+        else:
+            small = max(4, bs // 8)
+            fp32, bf16 = train(amp=False, bs=small, steps=2), train(amp=True, bs=small, steps=2)
+            rows.append({"net": name, "option": "bf16 autocast", "default": "off (fp32)", "other": "on",
+                         "default_img_s": fp32, "other_img_s": bf16, "ratio": fp32 / bf16,
+                         "note": f"batch {small}, one timed step"})
+        row("dataset resident on the GPU", "-", "-", None, note="no GPU in this run")
+        row("non-blocking copies", "-", "-", None, note="no GPU in this run")
+    if args.compile:
+        t0 = time.perf_counter()
+        rate = train(compiled=True)
+        row("torch.compile", "off", "on", rate,
+            note=f"{time.perf_counter() - t0:.0f} s for compilation and the timed steps")
+    else:
+        row("torch.compile", "off", "on", None, note="not measured (run with --compile)")
+    X = next(iter(d2l.FashionMNISTIter(images[:bs], labels[:bs], bs, resize=side, device=device)))[0]
+    X = X.contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    net = make().to(device).to(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        ev = {mode: eval_steps(net, X, args.steps, device, mode)
+              for mode in ("inference_mode", "no_grad", "autograd")}
+    for mode in ("no_grad", "autograd"):
+        rows.append({"net": name, "option": "evaluation under inference_mode", "default": "on",
+                     "other": f"off ({mode})", "default_img_s": ev["inference_mode"],
+                     "other_img_s": ev[mode], "ratio": ev["inference_mode"] / ev[mode],
+                     "note": "evaluation forward passes"})
+    return rows
 
 
 def bench_net(name, make, side, args, device, root, peak):
@@ -174,6 +264,7 @@ def bench_net(name, make, side, args, device, root, peak):
         return d2l.FashionMNISTIter(images[:n], labels[:n], batch_size, resize=side,
                                     shuffle=True, device=device)
 
+    cuda = device.type == "cuda"  # (b) uses bf16 autocast on CUDA only, as train_ch5(amp=True)
     result["data_seed_img_s"] = timed_data(seed_style_loader(side, data_bs, n_data, root), device,
                                            args.data_batches)
     # Ours makes a batch in a few ms: time ten times as many batches, so that its timing
@@ -190,13 +281,13 @@ def bench_net(name, make, side, args, device, root, peak):
                                              device, amp=False, channels_last=False)
     torch.manual_seed(0)
     net = make().to(device).to(memory_format=torch.channels_last)
-    result["train_book_img_s"] = train_steps(net, iter(ours(bs, steps * bs)), device, amp=True,
+    result["train_book_img_s"] = train_steps(net, iter(ours(bs, steps * bs)), device, amp=cuda,
                                              channels_last=True)
     X, y = next(iter(ours(bs, bs)))
     torch.manual_seed(0)
     net = make().to(device).to(memory_format=torch.channels_last)
     result["train_compute_img_s"] = train_steps(net, ((X, y) for _ in range(steps)), device,
-                                                amp=True, channels_last=True)
+                                                amp=cuda, channels_last=True)
     result["data_speedup"] = result["data_book_img_s"] / result["data_seed_img_s"]
     result["train_speedup"] = result["train_book_img_s"] / result["train_seed_img_s"]
     result["book_vs_compute"] = result["train_book_img_s"] / result["train_compute_img_s"]
@@ -213,6 +304,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed training steps per config")
     p.add_argument("--data-batches", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--options-net", default="AlexNet", choices=list(NETS) + ["none"],
+                   help="net on which each trainer option is measured on its own ('none' skips)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure torch.compile (default: on, except with --quick)")
     p.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<device>-<date>.json)")
     args = p.parse_args(argv)
     import warnings
@@ -222,6 +317,8 @@ def main(argv=None) -> int:
     args.batch_size = args.batch_size or (16 if args.quick else 64)
     args.steps = args.steps or (2 if args.quick else 4)
     args.data_batches = args.data_batches or (20 if args.quick else 40)
+    if args.compile is None:
+        args.compile = not args.quick
     device = torch.device(args.device) if args.device else d2l.try_gpu()
     root = d2l.find_fashion_mnist()
     peak, peak_how = peak_flops(device)
@@ -237,13 +334,22 @@ def main(argv=None) -> int:
               f"{r['train_seed_img_s']:7.1f}, book {r['train_book_img_s']:7.1f} ({r['train_speedup']:4.2f}x), "
               f"compute {r['train_compute_img_s']:7.1f} img/s (book/compute {r['book_vs_compute']:.2f}) "
               f"| {100 * r['fraction_of_peak']:.1f}% of peak", flush=True)
+    options = []
+    if args.options_net != "none":
+        options = bench_options(args.options_net, args, device, root)
+        print(f"each option on its own, {args.options_net}:")
+        for o in options:
+            rate = (f"{o['default_img_s']:8.1f} img/s against {o['other_img_s']:8.1f} "
+                    f"({o['ratio']:.2f}x)") if o["ratio"] else "not measured"
+            print(f"  {o['option']:32s} default {o['default']:11s} other {o['other']:38s} {rate} "
+                  f"{o['note']}", flush=True)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": d2l.device_name(device), "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
         "peak_flops": peak, "peak_estimate": peak_how, "mode": "quick" if args.quick else "full",
         "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")},
-        "wall_seconds": time.perf_counter() - t_start, "runs": runs,
+        "wall_seconds": time.perf_counter() - t_start, "runs": runs, "options": options,
     }
     out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
                                            f"{device.type}-{report['date'][:10]}.json")

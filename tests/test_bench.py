@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_quick_writes_report(tmp_path):
     out = tmp_path / "report.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick",
-                           "--nets", "LeNet", "--out", str(out)],
+                           "--nets", "LeNet", "--options-net", "LeNet", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -26,8 +26,15 @@ def test_bench_quick_writes_report(tmp_path):
         assert run[key] > 0, key
     assert run["data_speedup"] == run["data_book_img_s"] / run["data_seed_img_s"]
     assert 0 < run["fraction_of_peak"] < 1
+    options = {(o["option"], o["other"]): o for o in report["options"]}
+    assert options[("channels_last", "off")]["ratio"] > 0
+    for mode in ("no_grad", "autograd"):
+        o = options[("evaluation under inference_mode", f"off ({mode})")]
+        assert o["ratio"] == o["default_img_s"] / o["other_img_s"]
+    assert options[("torch.compile", "on")]["ratio"] is None  # not measured under --quick
     # The committed report has every field the performance page prints.
     committed = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
     assert committed
     latest = json.loads(committed[-1].read_text())
     assert set(run) <= set(latest["runs"][0]), set(run) - set(latest["runs"][0])
+    assert {o["option"] for o in latest["options"]} >= {o["option"] for o in report["options"]}
