@@ -359,13 +359,8 @@ def main(argv=None) -> int:
     return 0
 
 
-# glibc hands big freed blocks back to the OS, so each new 25 MB batch page-faults afresh;
-# these settings (the Makefile's too) keep the memory. glibc reads them at start-up, so the
-# script re-executes itself with them; both pipelines run under them. Values set by the
-# caller win.
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
-
 if __name__ == "__main__":
-    if sys.platform == "linux" and any(k not in os.environ for k in MALLOC_ENV):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**MALLOC_ENV, **os.environ})
+    from _malloc import reexec_with_malloc_env  # the script's folder is on sys.path
+
+    reexec_with_malloc_env()  # both pipelines run under the same malloc settings
     raise SystemExit(main())
