@@ -229,6 +229,27 @@ def init_kaiming(m):
         nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
         nn.init.zeros_(m.bias)
 
+
+def nin_recipe(recipe, seed, steps_per_epoch, lr=0.1):
+    """A fresh NiN with its optimizer and scheduler, for one of two recipes.
+
+    ``"d2l"``: Xavier initialisation, SGD at ``lr`` from the first step (no scheduler).
+    ``"kaiming"``: Kaiming initialisation, SGD warmed up linearly from ``lr / 100`` to
+    ``lr`` over the first ``steps_per_epoch`` steps, then ``lr``.
+    """
+    torch.manual_seed(seed)
+    net = nin()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    if recipe == "d2l":
+        net.apply(init_xavier)
+        return net, optimizer, None
+    if recipe == "kaiming":
+        net.apply(init_kaiming)
+        scheduler = torch.optim.lr_scheduler.LinearLR(   # stepped after every batch
+            optimizer, start_factor=0.01, end_factor=1.0, total_iters=steps_per_epoch)
+        return net, optimizer, scheduler
+    raise ValueError(f"unknown recipe {recipe!r}: use 'd2l' or 'kaiming'")
+
 # ---- from notebooks/06_googlenet.ipynb ------------------------------------------
 
 

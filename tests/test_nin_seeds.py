@@ -1,0 +1,58 @@
+"""The NiN seed study runs end to end, resumes, and its committed report is complete.
+
+Not a timed test and not a test of accuracy on a smoke run: it checks the report the
+NiN chapter reads, and that the committed study holds every run it claims.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "nin_seeds.py"
+
+
+def run(*args):
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=600, env={"D2L_PROGRESS": "0", **__import__("os").environ})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_quick_study_writes_report_and_resumes(tmp_path):
+    out = tmp_path / "study.json"
+    run("--quick", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["mode"] == "quick"
+    assert report["setting"] == {"size": 112, "n_train": 64, "n_test": 64, "epochs": 1,
+                                 "batch_size": 32, "lr": 0.1}
+    assert [(r["recipe"], r["seed"]) for r in report["runs"]] == [("d2l", 0), ("kaiming", 0)]
+    for r in report["runs"]:
+        h = r["history"]
+        assert h["n_train"] == 64 and h["n_test"] == 64 and h["epoch"] == [1]
+        assert h["device"] and h["profile"] == "nin-seeds 112px"
+        assert 0 <= h["test_acc"][0] <= 1 and h["seconds"][0] > 0
+    assert report["wall_seconds"] == sum(r["history"]["seconds"][0] for r in report["runs"])
+
+    # --resume keeps the finished runs and trains none again
+    proc = run("--quick", "--resume", "--out", str(out))
+    assert "---" not in proc.stdout
+    assert json.loads(out.read_text())["runs"] == report["runs"]
+
+    # a report of another setting is not mixed into
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--size", "224", "--resume",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "another setting" in proc.stderr
+
+
+def test_committed_study_is_complete():
+    files = sorted((ROOT / "benchmarks" / "results" / "nin_seeds").glob("*.json"))
+    assert files, "no committed NiN seed study"
+    study = json.loads(files[-1].read_text())
+    assert study["mode"] == "study"
+    s = study["setting"]
+    runs = {(r["recipe"], r["seed"]): r["history"] for r in study["runs"]}
+    assert set(runs) == {(recipe, seed) for recipe in ("d2l", "kaiming") for seed in (0, 1, 2)}
+    for h in runs.values():
+        assert len(h["test_acc"]) == s["epochs"] and h["n_train"] == s["n_train"]
+        assert h["n_test"] == s["n_test"] and all(t > 0 for t in h["seconds"])
