@@ -29,6 +29,7 @@ def plot_history(history: "History | Mapping[str, History]", axes=None, title: s
     else:
         fig = axes[0].figure
     ax_loss, ax_acc = axes
+    epochs = sorted({e for h in _histories(history).values() for e in h.epoch})
     for i, (label, h) in enumerate(_histories(history).items()):
         color = f"C{i}"
         tag = f"{label}: " if label else ""
@@ -40,7 +41,12 @@ def plot_history(history: "History | Mapping[str, History]", axes=None, title: s
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if 0 < len(epochs) <= 12:
+            # One tick per epoch; matplotlib alone would label a 1-epoch run 0.96 ... 1.04.
+            ax.set_xticks(epochs)
+            ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -85,6 +85,19 @@ def test_plot_history_single_and_compared():
     plt.close("all")
 
 
+def test_plot_history_ticks_are_whole_epochs():
+    one = d2l.History(epoch=[1], train_loss=[2.3], train_acc=[0.1], test_acc=[0.1],
+                      seconds=[1], images_per_sec=[10])
+    for ax in d2l.plot_history(one):
+        assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.5, 1.5)
+    many = d2l.History(epoch=list(range(1, 31)), train_loss=[1.0] * 30, train_acc=[0.5] * 30,
+                       test_acc=[0.5] * 30, seconds=[1] * 30, images_per_sec=[10] * 30)
+    for ax in d2l.plot_history(many):
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 30]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close("all")
+
+
 def test_live_curves_redraw_one_figure(capsys):
     """Outside a notebook IPython's display prints a text repr; the figure is reused."""
     h = d2l.History(epoch=[1], train_loss=[1.0], train_acc=[0.5], test_acc=[0.6],
