@@ -99,5 +99,5 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     from _malloc import reexec_with_malloc_env  # the script's folder is on sys.path
 
-    reexec_with_malloc_env()  # both pipelines run under the same malloc settings
+    reexec_with_malloc_env()  # steadier, faster CPU training, as under the Makefile
     raise SystemExit(main())

@@ -4,6 +4,7 @@ Not a timed test and not a test of accuracy on a smoke run: it checks the report
 NiN chapter reads, and that the committed study holds every run it claims.
 """
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ SCRIPT = ROOT / "benchmarks" / "nin_seeds.py"
 
 def run(*args):
     proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=600, env={"D2L_PROGRESS": "0", **__import__("os").environ})
+                          timeout=600, env={"D2L_PROGRESS": "0", **os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
