@@ -44,7 +44,7 @@ class Profile:
 
 PROFILES = {
     "full": Profile("full", None, None, None),
-    "quick": Profile("quick", 500, 250, 1),
+    "quick": Profile("quick", 300, 150, 1),
 }
 
 

@@ -10,7 +10,7 @@ def test_env_var_chooses(monkeypatch):
     assert p.name == "full" and p.n_train is None and p.epochs(5) == 5 and "D2L_PROFILE" in p.reason
     monkeypatch.setenv("D2L_PROFILE", "quick")
     p = d2l.get_profile()
-    assert p.name == "quick" and p.n_train == 500 and p.n_test == 250 and p.epochs(5) == 1
+    assert p.name == "quick" and p.n_train == 300 and p.n_test == 150 and p.epochs(5) == 1
 
 
 def test_default_follows_the_hardware(monkeypatch):
