@@ -24,7 +24,7 @@ from .data import (
     upsample_bilinear,
 )
 from .layers import FlattenLayer, GlobalAvgPool2d
-from .plot import LiveCurves, plot_history, plot_shapes
+from .plot import LiveCurves, plot_history, plot_shapes, set_epoch_ticks
 from .profile import PROFILES, Profile, get_profile
 from .summary import LayerRow, LayerTable, count_params, layer_table
 from .train import (
@@ -47,7 +47,7 @@ __all__ = [
     "read_fashion_mnist", "resize_bilinear", "show_fashion_mnist", "show_images",
     "upsample_bilinear",
     "FlattenLayer", "GlobalAvgPool2d",
-    "LiveCurves", "plot_history", "plot_shapes",
+    "LiveCurves", "plot_history", "plot_shapes", "set_epoch_ticks",
     "PROFILES", "Profile", "get_profile",
     "LayerRow", "LayerTable", "count_params", "layer_table",
     "History", "TrainingDivergedError", "device_name", "evaluate_accuracy",

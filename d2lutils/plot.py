@@ -9,11 +9,25 @@ if TYPE_CHECKING:  # imported lazily: matplotlib costs a second at import time
     from .summary import LayerTable
     from .train import History
 
-__all__ = ["plot_history", "plot_shapes", "LiveCurves"]
+__all__ = ["plot_history", "plot_shapes", "set_epoch_ticks", "LiveCurves"]
 
 
 def _histories(h) -> dict[str, "History"]:
     return dict(h) if isinstance(h, Mapping) else {"": h}
+
+
+def set_epoch_ticks(ax, epochs) -> None:
+    """Label the x axis of ``ax`` with whole epochs.
+
+    Up to 12 epochs get one tick each, with half an epoch of margin; matplotlib alone
+    would label a 1-epoch run 0.96 ... 1.04. Longer runs get integer ticks only.
+    """
+    epochs = sorted(set(epochs))
+    if 0 < len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def plot_history(history: "History | Mapping[str, History]", axes=None, title: str | None = None):
@@ -29,8 +43,8 @@ def plot_history(history: "History | Mapping[str, History]", axes=None, title: s
     else:
         fig = axes[0].figure
     ax_loss, ax_acc = axes
-    epochs = sorted({e for h in _histories(history).values() for e in h.epoch})
-    for i, (label, h) in enumerate(_histories(history).items()):
+    runs = _histories(history)
+    for i, (label, h) in enumerate(runs.items()):
         color = f"C{i}"
         tag = f"{label}: " if label else ""
         ax_loss.plot(h.epoch, h.train_loss, "o-", color=color, label=f"{tag}train loss")
@@ -41,12 +55,7 @@ def plot_history(history: "History | Mapping[str, History]", axes=None, title: s
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        if 0 < len(epochs) <= 12:
-            # One tick per epoch; matplotlib alone would label a 1-epoch run 0.96 ... 1.04.
-            ax.set_xticks(epochs)
-            ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
-        else:
-            ax.xaxis.get_major_locator().set_params(integer=True)
+        set_epoch_ticks(ax, [e for h in runs.values() for e in h.epoch])
     if title:
         fig.suptitle(title)
     fig.tight_layout()

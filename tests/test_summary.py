@@ -95,6 +95,9 @@ def test_plot_history_ticks_are_whole_epochs():
     for ax in d2l.plot_history(many):
         ticks = [t for t in ax.get_xticks() if 1 <= t <= 30]
         assert ticks and all(float(t).is_integer() for t in ticks)
+    _, ax = plt.subplots()
+    d2l.set_epoch_ticks(ax, [3, 1, 2, 2])
+    assert list(ax.get_xticks()) == [1, 2, 3] and ax.get_xlim() == (0.5, 3.5)
     plt.close("all")
 
 
