@@ -17,9 +17,11 @@ Windows, and can live on the GPU.
 
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from .errors import ArgumentError, CorruptDatasetError, DatasetNotFoundError, check_bool, check_int
 
 __all__ = [
     "TEXT_LABELS",
@@ -68,19 +72,60 @@ _SPLIT_FILES = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """Fashion-MNIST is nowhere on disk and could not be downloaded."""
-
-
-class CorruptDatasetError(ValueError):
-    """A Fashion-MNIST file exists but is truncated or not what it claims to be."""
-
-
 def cache_dir() -> Path:
-    """Where decompressed data lives: ``$D2L_CACHE``, else ``~/.cache/d2lutils``."""
+    """Where decompressed data lives: ``$D2L_CACHE``, else ``~/.cache/d2lutils``.
+
+    Raises:
+        ArgumentError: ``$D2L_CACHE`` names a file, not a folder.
+    """
     base = os.environ.get(ENV_CACHE) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "d2lutils")
-    return Path(base).expanduser()
+    path = Path(base).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"${ENV_CACHE}={base!r} is a file, not a folder; point it at a folder "
+                            "where d2lutils may keep the decompressed data (or unset it)")
+    return path
+
+
+# Verified files are remembered by (size, modification time, inode) in a small JSON file
+# in the cache, so that a normal load does not hash 47 MB. Any change to a file changes
+# its stamp, and the file is hashed again.
+_STAMPS = "verified.json"
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _read_stamps() -> dict[str, list[int]]:
+    try:
+        return json.loads((cache_dir() / _STAMPS).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_verified(path: Path) -> None:
+    """Record that ``path`` matched its known SHA-256 (best effort: a read-only cache
+    only means the file is hashed again next time)."""
+    try:
+        stamps = _read_stamps()
+        stamps[str(path.resolve())] = _stamp(path)
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_STAMPS, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(stamps, f)
+        os.replace(tmp, folder / _STAMPS)
+    except (OSError, ArgumentError):
+        pass
+
+
+def _known_good(path: Path) -> bool:
+    try:
+        return _read_stamps().get(str(path.resolve())) == _stamp(path)
+    except (OSError, ArgumentError):
+        return False
 
 
 def _has_files(directory: Path) -> bool:
@@ -96,14 +141,28 @@ def _sha256(path: Path) -> str:
 
 
 def _decompress_verified(src_dir: Path, dst_dir: Path) -> None:
-    """Decompress the four files into ``dst_dir`` atomically, checking each SHA-256."""
-    dst_dir.mkdir(parents=True, exist_ok=True)
+    """Decompress the four files into ``dst_dir`` atomically, checking each SHA-256.
+
+    A file already there is kept if it is known good (same stamp as when it was
+    verified) or if its content hashes right; otherwise it is decompressed again.
+    """
+    try:
+        dst_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArgumentError(f"cannot create the data cache {dst_dir} ({e.strerror or e}); set "
+                            f"${ENV_CACHE} to a writable folder") from None
     for name, (sha, size) in FILES.items():
         dst = dst_dir / name
-        if dst.is_file() and dst.stat().st_size == size:
+        if dst.is_file() and dst.stat().st_size == size and (
+                _known_good(dst) or _sha256(dst) == sha):
+            _remember_verified(dst)
             continue
         src = src_dir / (name + ".gz")
-        fd, tmp = tempfile.mkstemp(dir=dst_dir, prefix=name, suffix=".part")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=dst_dir, prefix=name, suffix=".part")
+        except OSError as e:
+            raise ArgumentError(f"cannot write the decompressed data into {dst_dir} "
+                                f"({e.strerror or e}); set ${ENV_CACHE} to a writable folder") from None
         try:
             with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
                 shutil.copyfileobj(inp, out, 1 << 20)
@@ -113,6 +172,10 @@ def _decompress_verified(src_dir: Path, dst_dir: Path) -> None:
                     f"{src}: decompressed SHA-256 is {got}, expected {sha}. The file is damaged; "
                     "reinstall it with `sudo apt-get install --reinstall dataset-fashion-mnist`.")
             os.replace(tmp, dst)  # atomic: a killed run never leaves half a file behind
+            _remember_verified(dst)
+        except PermissionError as e:
+            raise ArgumentError(f"cannot write the decompressed data into {dst_dir} "
+                                f"({e.strerror or e}); set ${ENV_CACHE} to a writable folder") from None
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise CorruptDatasetError(
                 f"{src}: cannot decompress ({e}). Reinstall it with "
@@ -153,7 +216,11 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
     Raises:
         DatasetNotFoundError: nothing found and no download possible.
         CorruptDatasetError: Debian's files fail their checksum.
+        ArgumentError: a bad argument, or a cache folder that cannot be written.
     """
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ArgumentError(f"root must be a folder path (str or pathlib.Path) or None; got {root!r}")
+    check_bool("download", download)
     root_path = Path(root).expanduser() if root is not None else None
     candidates: list[Path] = []
     if root_path is not None:
@@ -180,7 +247,8 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
 
 
 def _read_idx(path: Path, expected_dims: int) -> torch.Tensor:
-    """Read an idx file (plain or .gz) into a uint8 tensor, checking its header."""
+    """Read an idx file (plain or .gz) into a uint8 tensor, checking its header and,
+    unless its stamp says it was verified before, its content's SHA-256."""
     gz = path.with_name(path.name + ".gz")
     src = path if path.is_file() else gz
     try:
@@ -199,12 +267,27 @@ def _read_idx(path: Path, expected_dims: int) -> torch.Tensor:
         raise CorruptDatasetError(
             f"{src}: truncated or padded: header promises {dims} = {n} bytes of data, "
             f"file holds {len(raw) - offset}. Delete it and load again.")
+    known = FILES.get(path.name)
+    if known is not None and not _known_good(src):
+        got = hashlib.sha256(raw).hexdigest()
+        if got != known[0]:
+            raise CorruptDatasetError(
+                f"{src}: its content is not Fashion-MNIST's (SHA-256 {got[:12]}..., expected "
+                f"{known[0][:12]}...): the file was changed or damaged. Delete it and load again.")
+        _remember_verified(src)
     return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(dims)
 
 
 def read_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None,
                        download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load one split as ``(images uint8 [N, 28, 28], labels int64 [N])``."""
+    """Load one split as ``(images uint8 [N, 28, 28], labels int64 [N])``.
+
+    Raises:
+        ArgumentError: a bad argument.
+        DatasetNotFoundError: no data found (see :func:`find_fashion_mnist`).
+        CorruptDatasetError: a file is damaged or altered, or a label lies outside 0-9.
+    """
+    check_bool("train", train)
     folder = find_fashion_mnist(root, download)
     img_name, lbl_name = _SPLIT_FILES[train]
     images = _read_idx(folder / img_name, 3)
@@ -213,6 +296,8 @@ def read_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None
         raise CorruptDatasetError(
             f"{folder}: {img_name} holds {images.shape[0]} images but {lbl_name} "
             f"{labels.shape[0]} labels.")
+    if labels.numel() and int(labels.max()) > 9:
+        raise CorruptDatasetError(f"{folder / lbl_name}: labels must lie in 0-9, found {int(labels.max())}.")
     return images, labels
 
 
@@ -272,10 +357,11 @@ def upsample_bilinear(x: torch.Tensor, factor: int) -> torch.Tensor:
     What is left is about the cost of writing the output's memory; the book's
     performance page has the measured figures.
     """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+        raise ArgumentError(f"x must be a floating-point tensor [..., H, W]; got {x!r:.80}")
+    check_int("factor", factor, 1)
     *lead, H, W = x.shape
-    f = int(factor)
-    if f < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor}")
+    f = factor
     if f == 1:
         return x.clone()
     y = (x.reshape(-1, W) @ _stretch_matrix(W, W * f, x.dtype, x.device)).view(*lead, H, W * f)
@@ -298,8 +384,13 @@ def resize_bilinear(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     matrix products, one per axis (28 -> 96 px: about 1.2 times ``F.interpolate``).
     Shrinking is left to ``F.interpolate`` with antialiasing, as ``Resize`` does.
     """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+        raise ArgumentError(f"x must be a floating-point tensor [..., H, W]; got {x!r:.80}")
+    checked = _check_resize(size)
+    if checked is None:
+        raise ArgumentError("size must be an int or a (height, width) pair; got None")
     *lead, H, W = x.shape
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    h, w = checked
     if (h, w) == (H, W):
         return x
     if h < H or w < W:
@@ -309,6 +400,34 @@ def resize_bilinear(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
         return upsample_bilinear(x, h // H)
     y = x.reshape(-1, W) @ _stretch_matrix(W, w, x.dtype, x.device)       # rows stretched
     return _stretch_matrix(H, h, x.dtype, x.device).T @ y.view(*lead, H, w)  # then columns
+
+
+def _check_resize(resize) -> tuple[int, int] | None:
+    """``None``, a side ``n``, or ``(height, width)``, each from 1 to 4096 pixels."""
+    if resize is None:
+        return None
+    sides = (resize, resize) if not isinstance(resize, (tuple, list)) else tuple(resize)
+    if len(sides) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
+                                  for v in sides):
+        raise ArgumentError(f"resize must be None, an int from 1 to 4096 (pixels per side) or a "
+                            f"(height, width) pair of such ints; got {resize!r}")
+    return sides
+
+
+def _check_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise ArgumentError(f"device must be None, a string such as 'cpu' or 'cuda', or a torch.device; got {device!r}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ArgumentError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ArgumentError(f"device={str(dev)!r} but no CUDA GPU is available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ArgumentError(f"device={str(dev)!r}: the data can live on 'cpu', 'cuda' or 'mps'")
+    return dev
 
 
 class FashionMNISTIter:
@@ -332,22 +451,49 @@ class FashionMNISTIter:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  resize: int | Sequence[int] | None = None, shuffle: bool = False,
                  seed: int = 0, device: str | torch.device | None = None):
-        if images.dtype != torch.uint8 or images.dim() != 3:
-            raise ValueError(f"images must be uint8 [N, H, W], got {images.dtype} {tuple(images.shape)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        device = torch.device(device or "cpu")
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 3:
+            got = (f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor)
+                   else type(images).__name__)
+            raise ArgumentError(f"images must be a uint8 tensor [N, H, W]; got {got}")
+        if (not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.dtype.is_floating_point
+                or labels.dtype == torch.bool or labels.numel() != images.shape[0]):
+            got = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor)
+                   else type(labels).__name__)
+            raise ArgumentError(f"labels must be an integer tensor [N] with one label per image "
+                                f"({images.shape[0]}); got {got}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > 9):
+            raise ArgumentError(f"labels must lie in 0-9 (the ten classes); got values from "
+                                f"{int(labels.min())} to {int(labels.max())}")
+        check_int("batch_size", batch_size, 1)
+        check_bool("shuffle", shuffle)
+        check_int("seed", seed, 0)
+        self.size = _check_resize(resize)
+        device = _check_device(device)
         self.images = images.to(device).unsqueeze(1)  # N x 1 x 28 x 28, still uint8 (4x smaller)
-        self.labels = labels.to(device)
+        self.labels = labels.to(device=device, dtype=torch.long)
         self.batch_size = batch_size
-        self.size = None if resize is None else (
-            (resize, resize) if isinstance(resize, int) else tuple(resize))
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int) -> "FashionMNISTIter":
+        """This data as process ``rank`` of ``world`` reads it in a multi-process run.
+
+        Every pass has the same seeded order and the same global batches as the
+        unsharded iterator; from each global batch this shard yields every
+        ``world``-th example, starting at ``rank``. The shards are disjoint and
+        together make up each batch, so ``len()`` (the number of steps) is unchanged.
+        """
+        check_int("world", world, 1)
+        check_int("rank", rank, 0, world - 1)
+        other = copy.copy(self)
+        other.rank, other.world = rank, world
+        return other
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the shuffle of pass ``epoch`` (as ``DistributedSampler.set_epoch``)."""
+        check_int("epoch", epoch, 0)
         self.epoch = epoch
 
     @property
@@ -369,11 +515,26 @@ class FashionMNISTIter:
         return x if self.size is None else resize_bilinear(x, self.size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This pass's batches from batch number ``start`` on. A run resumed in the middle
+        of an epoch skips the batches it has seen without making them."""
+        check_int("start", start, 0, len(self))
         order = self._order().to(self.labels.device)
         self.epoch += 1  # a plain second pass reshuffles, as a DataLoader would
-        for i in range(0, self.num_examples, self.batch_size):
-            idx = order[i:i + self.batch_size]
+        for i in range(start * self.batch_size, self.num_examples, self.batch_size):
+            idx = order[i:i + self.batch_size][self.rank::self.world]
             yield self.transform(self.images[idx]), self.labels[idx]
+
+    def subset(self, n: int, seed: int = 0) -> "FashionMNISTIter":
+        """A fixed, class-balanced subset of ``n`` of these images, in their order and not
+        shuffled: a cheap test set to look at during training."""
+        check_int("n", n, 1, self.num_examples)
+        keep = torch.sort(_balanced_subset(self.labels.cpu(), n, torch.Generator().manual_seed(seed))).values
+        keep = keep.to(self.labels.device)
+        return FashionMNISTIter(self.images[keep, 0], self.labels[keep], self.batch_size, self.size,
+                                shuffle=False, seed=self.seed, device=self.labels.device)
 
     def __repr__(self) -> str:
         size = self.size or tuple(self.images.shape[-2:])
@@ -391,7 +552,21 @@ def load_data_fashion_mnist(batch_size: int, resize: int | Sequence[int] | None 
     ``d2l.load_data_fashion_mnist(128, resize=224, root='~/Datasets/FashionMNIST')``
     works unchanged. The keyword-only extras choose balanced random subsets
     (``n_train``/``n_test``), the shuffle seed, and the device the data lives on.
+
+    Raises:
+        ArgumentError: a bad argument (the message names it and what is allowed),
+            checked before any file is read.
+        DatasetNotFoundError, CorruptDatasetError: see :func:`read_fashion_mnist`.
     """
+    check_int("batch_size", batch_size, 1)
+    _check_resize(resize)
+    check_int("n_train", n_train, 1, 60_000, allow_none=True)
+    check_int("n_test", n_test, 1, 10_000, allow_none=True)
+    check_int("seed", seed, 0)
+    _check_device(device)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ArgumentError(f"root must be a folder path (str or pathlib.Path) or None; got {root!r}")
+    check_bool("download", download)
     tr_x, tr_y = read_fashion_mnist(True, root, download)
     te_x, te_y = read_fashion_mnist(False, root, download)
     g = torch.Generator().manual_seed(seed)

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .errors import ArgumentError, D2LError, check_int
+
 __all__ = ["LayerRow", "LayerTable", "layer_table", "count_params"]
 
 
@@ -24,9 +26,11 @@ def count_params(net: nn.Module, trainable_only: bool = False) -> int:
 class LayerRow:
     name: str
     type: str
-    output_shape: tuple[int, ...]  # without the batch dimension
+    output_shape: tuple[int, ...]  # without the batch dimension (the first tensor's, for tuple/dict outputs)
     params: int
     flops: int
+    outputs: str = ""              # every output's shape, for tuple and dict outputs
+    module: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -45,8 +49,8 @@ class LayerTable:
     def __str__(self) -> str:
         head = ("layer", "type", "output shape", "params", "MFLOPs")
         body = [("input", "", _fmt_shape(self.input_shape), "", "")]
-        body += [(r.name, r.type, _fmt_shape(r.output_shape), f"{r.params:,}", f"{r.flops / 1e6:,.2f}")
-                 for r in self.rows]
+        body += [(r.name, r.type, r.outputs or _fmt_shape(r.output_shape), f"{r.params:,}",
+                  f"{r.flops / 1e6:,.2f}") for r in self.rows]
         widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
 
         def line(row):
@@ -92,52 +96,104 @@ def _selected(net: nn.Module, depth: int | None) -> list[tuple[str, nn.Module]]:
     return out
 
 
+def _describe_output(out) -> tuple[tuple[int, ...], str]:
+    """The first tensor's shape (without batch), and a description if there are several."""
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape[1:]), ""
+    if isinstance(out, dict):
+        items = [(str(k), v) for k, v in out.items()]
+    elif isinstance(out, (tuple, list)):
+        items = [(str(i), v) for i, v in enumerate(out)]
+    else:
+        return (), type(out).__name__
+    tensors = [(k, v) for k, v in items if isinstance(v, torch.Tensor)]
+    first = tuple(tensors[0][1].shape[1:]) if tensors else ()
+    desc = ", ".join(f"{k}: {_fmt_shape(tuple(v.shape[1:]))}" for k, v in tensors)
+    return first, ("{" + desc + "}" if isinstance(out, dict) else "(" + desc + ")")
+
+
+def _home(net: nn.Module) -> torch.device:
+    t = next(net.parameters(), None)
+    if t is None:
+        t = next(net.buffers(), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
 def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
                 depth: int | None = None, device: str | torch.device = "cpu") -> LayerTable:
     """Run one input of ``input_shape`` through ``net`` and tabulate each layer.
 
     Args:
-        net: the model; its mode is restored afterwards.
+        net: the model; its mode and device are restored afterwards.
         input_shape: including the batch dimension; FLOPs are divided by it.
         depth: ``None`` for every leaf module; ``1`` for the top-level children
             (e.g. the stages of GoogLeNet), ``2`` one level deeper, ...
         device: where to run the probe.
 
     Returns:
-        A :class:`LayerTable` with rows in execution order.
+        A :class:`LayerTable` with one row per call, in execution order: a module
+        used twice gets two rows (its parameters counted on the first).
+
+    Raises:
+        ArgumentError: a bad argument, or an input the net cannot take; the message
+            names the layer where the forward pass failed.
     """
+    if not isinstance(net, nn.Module):
+        raise ArgumentError(f"net must be a torch.nn.Module; got {type(net).__name__}")
+    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape)):
+        raise ArgumentError(f"input_shape must be a tuple of positive ints with the batch first, e.g. "
+                            f"(1, 1, 224, 224); got {input_shape!r}")
+    check_int("depth", depth, 1, allow_none=True)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArgumentError(f"device must be a device such as 'cpu'; got {device!r}") from None
     batch = input_shape[0]
-    chosen = _selected(net, depth)
-    shapes: dict[str, tuple[int, ...]] = {}
-    order: list[str] = []
+    chosen = dict(_selected(net, depth))
+    rows: list[LayerRow] = []
+    calls: dict[str, int] = {}
+    stack: list[tuple[str, nn.Module, int]] = []
+    names = {m: n for n, m in net.named_modules() if n}
 
-    def hook(name):
-        def fn(_m, _inp, out):
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            if name not in shapes:
-                order.append(name)
-            shapes[name] = tuple(out.shape[1:])
-        return fn
+    def pre(m, _inp):
+        stack.append((names.get(m, "?"), m, counter.get_total_flops()))
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in chosen]
-    was_training = net.training
+    def post(m, _inp, out):
+        name, _, flops_before = stack.pop()
+        if name not in chosen:
+            return
+        calls[name] = calls.get(name, 0) + 1
+        shape, desc = _describe_output(out)
+        first = calls[name] == 1
+        rows.append(LayerRow(name=name if first else f"{name} (call {calls[name]})", type=type(m).__name__,
+                             output_shape=shape, params=count_params(m) if first else 0,
+                             flops=(counter.get_total_flops() - flops_before) // batch, outputs=desc,
+                             module=m))
+
+    modules = [m for n, m in net.named_modules() if n]
+    handles = [m.register_forward_pre_hook(pre) for m in modules]
+    handles += [m.register_forward_hook(post) for m in modules]
+    was_training, home = net.training, _home(net)
     net.eval()
     try:
-        X = torch.zeros(input_shape, device=device)
+        X = torch.zeros(tuple(input_shape), device=device)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net.to(device)(X)
+            try:
+                net.to(device)(X)
+            except D2LError:
+                raise
+            except Exception as e:
+                where = (f"layer {stack[-1][0]!r} ({type(stack[-1][1]).__name__})" if stack
+                         else "the net's own forward")
+                raise ArgumentError(f"a {_fmt_shape(tuple(input_shape))} input does not fit this net: "
+                                    f"the forward pass failed in {where}: {type(e).__name__}: {e}") from None
     finally:
         for h in handles:
             h.remove()
         net.train(was_training)
-    prefix = type(net).__name__
-    flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
-    modules = dict(chosen)
+        net.to(home)
     table = LayerTable(input_shape=tuple(input_shape[1:]), total_params=count_params(net),
-                       total_flops=flops.get("Global", 0) // batch)
-    for name in order:
-        m = modules[name]
-        table.rows.append(LayerRow(name=name, type=type(m).__name__, output_shape=shapes[name],
-                                   params=count_params(m),
-                                   flops=flops.get(f"{prefix}.{name}", 0) // batch))
+                       total_flops=counter.get_total_flops() // batch)
+    table.rows = rows
     return table
