@@ -6,13 +6,14 @@ Seed code runs with only its import changed::
     train_iter, test_iter = d2l.load_data_fashion_mnist(128, resize=224)
     d2l.train_ch5(net, train_iter, test_iter, 128, optimizer, device, 5)
 
-Importing it runs nothing: no data is read and no device is touched.
+So does d2l-en's (``d2l.train_ch6(net, train_iter, test_iter, num_epochs, lr,
+d2l.try_gpu())``). Importing it runs nothing: no data is read and no device is touched.
 """
 
+from .checkpoint import CheckpointLock, load_checkpoint, load_weights, read_checkpoint, run_record, save_checkpoint
+from .compat import Accumulator, Animator, Timer, accuracy, evaluate_accuracy_gpu, size, train_ch6, try_all_gpus
 from .data import (
     TEXT_LABELS,
-    CorruptDatasetError,
-    DatasetNotFoundError,
     FashionMNISTIter,
     find_fashion_mnist,
     get_fashion_mnist_labels,
@@ -23,33 +24,59 @@ from .data import (
     show_images,
     upsample_bilinear,
 )
-from .layers import FlattenLayer, GlobalAvgPool2d
+from .diagram import draw_block, draw_net
+from .errors import (
+    ArgumentError,
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointLockedError,
+    CheckpointMismatchError,
+    CorruptDatasetError,
+    D2LError,
+    DatasetNotFoundError,
+    DistributedError,
+    InputSizeError,
+    TrainingDivergedError,
+)
+from .layers import FlattenLayer, GlobalAvgPool2d, LocalResponseNorm
+from .notebook import callout, glue, report_peak_memory
 from .plot import LiveCurves, plot_history, plot_shapes, set_epoch_ticks
-from .profile import PROFILES, Profile, get_profile
+from .profile import PROFILES, Profile, get_profile, peak_memory_gb
+from .recipe import Recipe
+from .shapes import any_size_from, check_input, input_sizes, min_input_size, output_side, with_input_check
 from .summary import LayerRow, LayerTable, count_params, layer_table
 from .train import (
     History,
-    TrainingDivergedError,
+    amp_dtype,
     device_name,
     evaluate_accuracy,
-    load_checkpoint,
-    save_checkpoint,
+    make_grad_scaler,
     set_seed,
     train_ch5,
     try_gpu,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "TEXT_LABELS", "CorruptDatasetError", "DatasetNotFoundError", "FashionMNISTIter",
-    "find_fashion_mnist", "get_fashion_mnist_labels", "load_data_fashion_mnist",
-    "read_fashion_mnist", "resize_bilinear", "show_fashion_mnist", "show_images",
-    "upsample_bilinear",
-    "FlattenLayer", "GlobalAvgPool2d",
+    "CheckpointLock", "load_checkpoint", "load_weights", "read_checkpoint", "run_record",
+    "save_checkpoint",
+    "Accumulator", "Animator", "Timer", "accuracy", "evaluate_accuracy_gpu", "size", "train_ch6",
+    "try_all_gpus",
+    "TEXT_LABELS", "FashionMNISTIter", "find_fashion_mnist", "get_fashion_mnist_labels",
+    "load_data_fashion_mnist", "read_fashion_mnist", "resize_bilinear", "show_fashion_mnist",
+    "show_images", "upsample_bilinear",
+    "draw_block", "draw_net",
+    "ArgumentError", "CheckpointCorruptError", "CheckpointError", "CheckpointLockedError",
+    "CheckpointMismatchError", "CorruptDatasetError", "D2LError", "DatasetNotFoundError",
+    "DistributedError", "InputSizeError", "TrainingDivergedError",
+    "FlattenLayer", "GlobalAvgPool2d", "LocalResponseNorm",
+    "callout", "glue", "report_peak_memory",
     "LiveCurves", "plot_history", "plot_shapes", "set_epoch_ticks",
-    "PROFILES", "Profile", "get_profile",
+    "PROFILES", "Profile", "get_profile", "peak_memory_gb",
+    "Recipe",
+    "any_size_from", "check_input", "input_sizes", "min_input_size", "output_side", "with_input_check",
     "LayerRow", "LayerTable", "count_params", "layer_table",
-    "History", "TrainingDivergedError", "device_name", "evaluate_accuracy",
-    "load_checkpoint", "save_checkpoint", "set_seed", "train_ch5", "try_gpu",
+    "History", "amp_dtype", "device_name", "evaluate_accuracy", "make_grad_scaler", "set_seed",
+    "train_ch5", "try_gpu",
 ]

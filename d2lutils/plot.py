@@ -16,14 +16,25 @@ def _histories(h) -> dict[str, "History"]:
     return dict(h) if isinstance(h, Mapping) else {"": h}
 
 
-def set_epoch_ticks(ax, epochs) -> None:
+def set_epoch_ticks(ax, epochs, fractional: bool = False) -> None:
     """Label the x axis of ``ax`` with whole epochs.
 
-    Up to 12 epochs get one tick each, with half an epoch of margin; matplotlib alone
-    would label a 1-epoch run 0.96 ... 1.04. Longer runs get integer ticks only.
+    Up to 12 epochs get one tick each; matplotlib alone would label a 1-epoch run
+    0.96 ... 1.04. With ``fractional`` (curves drawn inside epochs) the axis starts at
+    0, and a one- or two-epoch run also gets quarter-epoch ticks. Longer runs get
+    integer ticks only.
     """
     epochs = sorted(set(epochs))
-    if 0 < len(epochs) <= 12:
+    if fractional and epochs:
+        last = max(1, int(-(-max(epochs) // 1)))
+        step = 0.25 if last <= 2 else 1
+        ticks = [k * step for k in range(int(last / step) + 1)] if last <= 12 else None
+        if ticks is not None:
+            ax.set_xticks(ticks)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlim(0, last + 0.02 * last)
+    elif 0 < len(epochs) <= 12:
         ax.set_xticks(epochs)
         ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     else:
@@ -31,10 +42,13 @@ def set_epoch_ticks(ax, epochs) -> None:
 
 
 def plot_history(history: "History | Mapping[str, History]", axes=None, title: str | None = None):
-    """Loss (left) and train/test accuracy (right) per epoch.
+    """Loss (left) and train/test accuracy (right) against epochs.
 
     Pass one :class:`~d2lutils.train.History`, or ``{"label": history, ...}`` to
-    compare runs on the same axes. Returns the two axes.
+    compare runs on the same axes. Where the history has points inside epochs
+    (``step_*`` and ``probe_*``), the curves are drawn against fractional epochs, as
+    d2l's ``Animator`` does; the whole test set's accuracy at the end of each epoch
+    is marked with a square. Returns the two axes.
     """
     import matplotlib.pyplot as plt
 
@@ -44,18 +58,34 @@ def plot_history(history: "History | Mapping[str, History]", axes=None, title: s
         fig = axes[0].figure
     ax_loss, ax_acc = axes
     runs = _histories(history)
+    fractional = any(h.step_epoch for h in runs.values())
+    probe_n = sorted({h.probe_n for h in runs.values() if h.probe_acc and h.probe_n})
     for i, (label, h) in enumerate(runs.items()):
         color = f"C{i}"
         tag = f"{label}: " if label else ""
-        ax_loss.plot(h.epoch, h.train_loss, "o-", color=color, label=f"{tag}train loss")
-        ax_acc.plot(h.epoch, h.train_acc, "o--", color=color, label=f"{tag}train acc")
-        ax_acc.plot(h.epoch, h.test_acc, "s-", color=color, label=f"{tag}test acc")
+        if h.step_epoch:
+            ax_loss.plot(h.step_epoch, h.step_loss, "-", color=color, label=f"{tag}train loss")
+            ax_acc.plot(h.step_epoch, h.step_acc, "--", color=color, alpha=0.8, label=f"{tag}train acc")
+            pts = sorted([*zip(h.probe_epoch, h.probe_acc), *zip(h.epoch, h.test_acc)])
+            if pts:
+                ax_acc.plot([p[0] for p in pts], [p[1] for p in pts], ".-", color=color, lw=1.5,
+                            label=f"{tag}test acc")
+            ax_acc.plot(h.epoch, h.test_acc, "s", color=color, ms=6)
+        else:
+            ax_loss.plot(h.epoch, h.train_loss, "o-", color=color, label=f"{tag}train loss")
+            ax_acc.plot(h.epoch, h.train_acc, "o--", color=color, label=f"{tag}train acc")
+            ax_acc.plot(h.epoch, h.test_acc, "s-", color=color, label=f"{tag}test acc")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="training loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    acc_title = "accuracy"
+    if fractional and probe_n:
+        acc_title += f" (test: {probe_n[0]:,}-image subset inside epochs, \u25a0 whole test set)"
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    ax_acc.set_title(acc_title, fontsize=9 if fractional and probe_n else None)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        set_epoch_ticks(ax, [e for h in runs.values() for e in h.epoch])
+        set_epoch_ticks(ax, [e for h in runs.values() for e in (h.step_epoch or h.epoch)],
+                        fractional=fractional)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

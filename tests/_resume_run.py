@@ -30,11 +30,18 @@ train_iter, test_iter = d2l.load_data_fashion_mnist(32, root=a.root, n_train=320
 
 
 class KillMidEpoch2:
-    """Wraps the iterator; kills the process at batch 5 of epoch 2."""
+    """Wraps the iterator; kills the process at batch 5 of epoch 2 (of 10 batches: the
+    last probe checkpoint was written after batch 4)."""
 
     def __init__(self, it):
         self.it, self.epoch = it, 0
         self.num_examples = it.num_examples
+
+    def __len__(self):
+        return len(self.it)
+
+    def __getattr__(self, name):   # seed, size, ...: the run record must match the plain iterator's
+        return getattr(self.it, name)
 
     def set_epoch(self, e):
         self.epoch = e

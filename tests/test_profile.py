@@ -16,7 +16,7 @@ def test_env_var_chooses(monkeypatch):
 def test_default_follows_the_hardware(monkeypatch):
     monkeypatch.delenv("D2L_PROFILE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert d2l.get_profile().name == "quick" and "no CUDA GPU" in str(d2l.get_profile())
+    assert d2l.get_profile().name == "cpu" and "no CUDA GPU" in str(d2l.get_profile())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert d2l.get_profile().name == "full"
 

@@ -71,7 +71,10 @@ def test_try_gpu_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert d2l.try_gpu().type == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert d2l.try_gpu().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert d2l.try_gpu() == torch.device("cuda", 0)
+    assert d2l.try_gpu(1) == torch.device("cpu")   # d2l-en's try_gpu(i): GPU i only if it exists
+    assert d2l.try_all_gpus() == [torch.device("cuda", 0)]
 
 
 def test_set_seed_reproduces_init_and_dropout():
@@ -84,9 +87,21 @@ def test_nan_loss_stops_with_a_clear_message(small, tmp_path):
     train_iter, test_iter = small
     d2l.set_seed(0)
     net = lenet()
-    with pytest.raises(d2l.TrainingDivergedError, match=r"became nan.*Lower the learning rate"):
-        d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.SGD(net.parameters(), lr=1e9),
-                      "cpu", 2, progress=False, check_every=1, checkpoint=tmp_path / "c.pt")
+    nan_loss = lambda y_hat, y: nn.functional.cross_entropy(y_hat, y) * float("nan")
+    with pytest.raises(d2l.TrainingDivergedError, match=r"became nan.*Lower the learning rate") as e:
+        d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.SGD(net.parameters(), lr=0.1),
+                      "cpu", 2, progress=False, check_every=1, checkpoint=tmp_path / "c.pt", loss=nan_loss)
+    assert "last good state" not in str(e.value)   # no checkpoint was written yet: none is named
+
+
+def test_finite_but_exploding_loss_is_caught(small):
+    """lr=1e6 makes the loss huge but finite for a while: it must not run on unnoticed."""
+    train_iter, test_iter = small
+    d2l.set_seed(0)
+    net = lenet()
+    with pytest.raises(d2l.TrainingDivergedError, match=r"exploded to .* times its start .* still finite"):
+        d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.SGD(net.parameters(), lr=1e6),
+                      "cpu", 1, progress=False)
 
 
 class _OOMNet(nn.Module):
@@ -133,7 +148,7 @@ def test_finished_checkpoint_is_loaded_not_retrained(small, tmp_path, capsys):
     ck = tmp_path / "c.pt"
     d2l.set_seed(0); net = lenet(); opt = torch.optim.Adam(net.parameters())
     h1 = d2l.train_ch5(net, train_iter, test_iter, 100, opt, "cpu", 1, checkpoint=ck, progress=False)
-    net2 = lenet(); opt2 = torch.optim.Adam(net2.parameters())
+    d2l.set_seed(0); net2 = lenet(); opt2 = torch.optim.Adam(net2.parameters())  # as a re-run cell builds it
     capsys.readouterr()
     h2 = d2l.train_ch5(net2, train_iter, test_iter, 100, opt2, "cpu", 1, checkpoint=ck, resume=True,
                        progress=False)
@@ -148,15 +163,23 @@ def test_resume_refuses_a_checkpoint_of_another_run(small, raw_dir, tmp_path):
     net = lenet(); opt = torch.optim.SGD(net.parameters(), lr=0.0)
     d2l.train_ch5(net, train_iter, test_iter, 100, opt, "cpu", 1, checkpoint=ck, progress=False)
     other, _ = d2l.load_data_fashion_mnist(100, root=raw_dir, n_train=300, n_test=500)
-    with pytest.raises(ValueError, match="Delete the checkpoint"):
-        d2l.train_ch5(net, other, test_iter, 100, opt, "cpu", 2, checkpoint=ck, resume=True,
+    d2l.set_seed(5)
+    fresh = lenet()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    opt2 = torch.optim.SGD(fresh.parameters(), lr=0.0)
+    with pytest.raises(d2l.CheckpointMismatchError, match="Delete the checkpoint") as e:
+        d2l.train_ch5(fresh, other, test_iter, 100, opt2, "cpu", 2, checkpoint=ck, resume=True,
                       progress=False)
+    assert "run.n_train: checkpoint 2000, this run 300" in str(e.value)
+    assert "net.start_weights" in str(e.value)             # another seed: other starting weights
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())  # untouched
 
 
 def test_killed_run_resumes_to_the_same_weights(raw_dir, tmp_path):
-    """A real SIGKILL in the middle of epoch 2, then resume=True, ends with
-    exactly the weights of an uninterrupted run with the same seed (dropout's
-    RNG, the shuffle, Adam's moments and the warm-up scheduler all restored)."""
+    """A real SIGKILL in the middle of epoch 2, then resume=True from the probe
+    checkpoint inside that epoch, ends with exactly the weights of an uninterrupted
+    run with the same seed (dropout's RNG, the shuffle, the batches already seen,
+    Adam's moments, the warm-up scheduler and the epoch's running sums all restored)."""
     script = Path(__file__).with_name("_resume_run.py")
     run = lambda *args: subprocess.run([sys.executable, str(script), "--root", str(raw_dir), *args],
                                        capture_output=True, text=True, timeout=300)
@@ -164,16 +187,19 @@ def test_killed_run_resumes_to_the_same_weights(raw_dir, tmp_path):
     assert full.returncode == 0, full.stderr
     killed = run("--ckpt", str(tmp_path / "b.pt"), "--out", str(tmp_path / "never.pt"), "--kill")
     assert killed.returncode == -9 and not (tmp_path / "never.pt").exists()
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["epoch"] == 1  # epoch 1 was saved
+    saved = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert (saved["epoch"], saved["batch"]) == (1, 4)  # 4 batches into epoch 2, at a probe
     resumed = run("--ckpt", str(tmp_path / "b.pt"), "--out", str(tmp_path / "resumed.pt"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming after epoch 1" in resumed.stdout
-    a = torch.load(tmp_path / "full.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert "resuming in epoch 2 after batch 4" in resumed.stdout
+    a = torch.load(tmp_path / "full.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed.pt", weights_only=True)
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["history"]["test_acc"] == b["history"]["test_acc"]
     assert a["history"]["train_loss"] == b["history"]["train_loss"]
+    assert a["history"]["probe_acc"] == b["history"]["probe_acc"]
+    assert a["history"]["step_loss"] == b["history"]["step_loss"]
 
 
 def test_history_round_trip_and_device_name(tmp_path):

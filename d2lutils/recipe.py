@@ -1,0 +1,266 @@
+"""A chapter's training recipe as data: the net, the data, the optimizer and the budget.
+
+Each chapter defines its recipes in a ``#@save`` cell, so they are also in
+:mod:`d2lutils.models`. The chapter, the command line (``python -m d2lutils.run``)
+and the comparison chapter all train or load the same run from the same files:
+``checkpoints/<name>-<profile>.pt`` and ``runs/<name>-<profile>.json``.
+
+Under ``full`` a recipe is the seed's. Under ``cpu`` (and ``quick``) the fields in
+``cpu`` replace the seed's, with ``cpu_why`` saying why: on a budget of a few
+thousand images some nets need another initialisation, a warm-up or a smaller batch
+to leave the plateau at chance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import ArgumentError, check_int, check_number
+from .profile import Profile, get_profile
+
+__all__ = ["Recipe"]
+
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How one net is trained.
+
+    Args:
+        name: file stem of its checkpoint and history (``"alexnet"``).
+        net: builds a fresh net (called after seeding).
+        resize: input side in pixels (``None``: 28).
+        batch_size, optimizer, lr, momentum, weight_decay: the optimizer
+            (``"sgd"``, ``"adam"`` or ``"adamw"``).
+        num_epochs: epochs under ``full`` (the seed's).
+        init: applied with ``net.apply`` after building (``None``: PyTorch's default).
+        warmup_steps: linear warm-up of the learning rate from 1% over this many steps.
+        schedule: after the warm-up, ``"constant"``, or ``"cosine"``: down to zero over the
+            rest of the run, half a cosine wave (so the last steps are small ones).
+        cpu_images: training images under ``cpu``: one pass over that many distinct,
+            class-balanced images (sized to the budget from ``cpu_img_per_s``).
+        cpu_epochs: epochs under ``cpu`` (1: one pass; LeNet is cheap enough for the seed's 10).
+        cpu_img_per_s: training speed measured on the 2-core CPU that built the book.
+        cpu_test_images: test images under ``cpu`` (``None``: all 10,000).
+        cpu: field changes under ``cpu`` and ``quick``, e.g. ``{"batch_size": 32}``.
+        cpu_why: one sentence on why those changes are needed.
+        source: where the seed's settings come from.
+        gpu_img_per_s: a published GPU training speed for this net (images/s), for
+            the time estimate of a ``full`` run; ``gpu_source`` says whose.
+        channels_last: NHWC layout (faster convolutions on CPUs and tensor cores).
+    """
+
+    name: str
+    net: Callable[[], nn.Module]
+    resize: int | None
+    batch_size: int
+    optimizer: str
+    lr: float
+    num_epochs: int
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    init: Callable[[nn.Module], Any] | None = None
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    cpu_images: int = 6_000
+    cpu_epochs: int = 1
+    cpu_img_per_s: float | None = None
+    cpu_test_images: int | None = None
+    cpu: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cpu_why: str = ""
+    source: str = ""
+    gpu_img_per_s: float | None = None
+    gpu_source: str = ""
+    channels_last: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ArgumentError(f"name must be a short file stem (letters, digits, '.', '-', '_'); got {self.name!r}")
+        if not callable(self.net):
+            raise ArgumentError(f"net must be a function that builds the net; got {self.net!r}")
+        check_int("resize", self.resize, 1, 4096, allow_none=True)
+        check_int("batch_size", self.batch_size, 1)
+        if self.optimizer not in _OPTIMIZERS:
+            raise ArgumentError(f"optimizer must be one of {sorted(_OPTIMIZERS)}; got {self.optimizer!r}")
+        check_number("lr", self.lr, positive=True)
+        check_number("momentum", self.momentum, low=0.0)
+        check_number("weight_decay", self.weight_decay, low=0.0)
+        check_int("num_epochs", self.num_epochs, 1)
+        check_int("warmup_steps", self.warmup_steps, 0)
+        if self.schedule not in ("constant", "cosine"):
+            raise ArgumentError(f"schedule must be 'constant' or 'cosine'; got {self.schedule!r}")
+        check_int("cpu_images", self.cpu_images, 10, 60_000)
+        check_int("cpu_epochs", self.cpu_epochs, 1)
+        check_int("cpu_test_images", self.cpu_test_images, 10, 10_000, allow_none=True)
+        if self.init is not None and not callable(self.init):
+            raise ArgumentError(f"init must be a function for net.apply, or None; got {self.init!r}")
+        fields = {f.name for f in dataclasses.fields(self)} - {"cpu", "cpu_why", "name", "net"}
+        if not isinstance(self.cpu, dict) or set(self.cpu) - fields:
+            raise ArgumentError(f"cpu must be a dict of field changes ({sorted(fields)}); got {self.cpu!r}")
+
+    # -- the recipe a profile runs --------------------------------------------------
+    def for_profile(self, profile: Profile | str | None = None) -> "Recipe":
+        """This recipe with the ``cpu`` changes applied under ``cpu`` and ``quick``."""
+        profile = _profile(profile)
+        if profile.name == "full" or not self.cpu:
+            return self
+        return dataclasses.replace(self, **self.cpu, cpu={})
+
+    def describe(self) -> str:
+        """The settings in one line, e.g. ``Adam lr 0.001, batch 128, 224 px, 5 epochs``."""
+        opt = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}[self.optimizer]
+        parts = [f"{opt} lr {self.lr:g}"]
+        if self.momentum:
+            parts[0] += f" momentum {self.momentum:g}"
+        if self.weight_decay:
+            parts[0] += f" weight decay {self.weight_decay:g}"
+        parts.append(f"batch {self.batch_size}")
+        parts.append(f"{self.resize or 28} px")
+        if self.init is not None:
+            parts.append(f"{getattr(self.init, '__name__', 'custom')} init")
+        if self.warmup_steps:
+            parts.append(f"{self.warmup_steps}-step warm-up")
+        if self.schedule == "cosine":
+            parts.append("cosine decay")
+        return ", ".join(parts)
+
+    # -- building -------------------------------------------------------------------
+    def build(self, seed: int = 0, total_steps: int | None = None) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+        """A fresh ``(net, optimizer, scheduler)``.
+
+        The scheduler (stepped after every batch) is ``None`` for a constant rate without
+        warm-up; a ``"cosine"`` schedule needs the run's ``total_steps``.
+        """
+        check_int("seed", seed, 0)
+        check_int("total_steps", total_steps, 1, allow_none=True)
+        if self.schedule == "cosine" and total_steps is None:
+            raise ArgumentError("a cosine schedule needs total_steps (the run's number of batches)")
+        torch.manual_seed(seed)
+        net = self.net()
+        if self.init is not None:
+            net.apply(self.init)
+        kwargs: dict[str, Any] = {"lr": self.lr}
+        if self.weight_decay:
+            kwargs["weight_decay"] = self.weight_decay
+        if self.optimizer == "sgd" and self.momentum:
+            kwargs["momentum"] = self.momentum
+        optimizer = _OPTIMIZERS[self.optimizer](net.parameters(), **kwargs)
+        scheduler = None
+        if self.warmup_steps or self.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, _Schedule(self.warmup_steps, total_steps if self.schedule == "cosine" else None))
+        return net, optimizer, scheduler
+
+    def data(self, profile: Profile | str | None = None, seed: int = 0, root=None):
+        """``(train_iter, test_iter)`` for this profile: all data under ``full``, the
+        budget's balanced subset under ``cpu``, 300/150 images under ``quick``."""
+        from .data import load_data_fashion_mnist
+
+        profile = _profile(profile)
+        return load_data_fashion_mnist(
+            self.batch_size, resize=self.resize, root=root, seed=seed,
+            n_train=profile.train_images(cpu=self.cpu_images),
+            n_test=profile.test_images(cpu=self.cpu_test_images))
+
+    def epochs(self, profile: Profile | str | None = None) -> int:
+        """The seed's epochs under ``full``; ``cpu_epochs`` under ``cpu``; 1 under ``quick``."""
+        return _profile(profile).epochs(self.num_epochs, cpu=self.cpu_epochs)
+
+    def gpu_minutes(self) -> float | None:
+        """Estimated training minutes of a ``full`` run at the published GPU speed."""
+        if not self.gpu_img_per_s:
+            return None
+        return 60_000 * self.num_epochs / self.gpu_img_per_s / 60
+
+    def files(self, profile: Profile | str | None = None, folder: str | os.PathLike = ".") -> tuple[Path, Path]:
+        """``(checkpoint, history JSON)`` paths of this recipe's run under ``profile``."""
+        p = _profile(profile).name
+        folder = Path(folder)
+        return folder / "checkpoints" / f"{self.name}-{p}.pt", folder / "runs" / f"{self.name}-{p}.json"
+
+    def plan(self, profile: Profile | str | None = None, train_iter=None, test_iter=None) -> str:
+        """What the run will cost, printed before it trains."""
+        profile = _profile(profile)
+        r = self.for_profile(profile)
+        n = train_iter.num_examples if train_iter is not None else profile.train_images(cpu=r.cpu_images)
+        n_test = test_iter.num_examples if test_iter is not None else profile.test_images(cpu=r.cpu_test_images)
+        epochs = r.epochs(profile)
+        line = f"{self.name}: {r.describe()}, {epochs} epoch(s)"
+        if profile.name != "full" and self.cpu:
+            line += f"\n  changed for the CPU budget: {self.cpu_why or ', '.join(self.cpu)}"
+        if self.cpu_img_per_s:
+            line += "\n  " + profile.plan(n, self.cpu_img_per_s, n_test=n_test, num_epochs=epochs)
+        return line
+
+    # -- training -------------------------------------------------------------------
+    def fit(self, profile: Profile | str | None = None, device=None, *, seed: int = 0,
+            folder: str | os.PathLike = ".", root=None, resume: bool = True, save: bool = True,
+            **train_kwargs: Any):
+        """Train (or reload) this recipe's run under ``profile`` and return ``(net, history)``.
+
+        Prints the plan, then calls :func:`~d2lutils.train.train_ch5` with the
+        checkpoint ``folder/checkpoints/<name>-<profile>.pt`` (resumed or reloaded when it
+        exists), and writes the history to ``folder/runs/<name>-<profile>.json``.
+        """
+        from . import distributed as dist
+        from .train import train_ch5, try_gpu
+
+        profile = _profile(profile)
+        r = self.for_profile(profile)
+        train_iter, test_iter = r.data(profile, seed=seed, root=root)
+        if dist.is_main():
+            print(self.plan(profile, train_iter, test_iter), flush=True)
+        net, optimizer, scheduler = r.build(seed, total_steps=len(train_iter) * r.epochs(profile))
+        ckpt, runs = self.files(profile, folder)
+        train_kwargs.setdefault("channels_last", r.channels_last)
+        train_kwargs.setdefault("probe_images", profile.probe_images)
+        history = train_ch5(net, train_iter, test_iter, r.batch_size, optimizer,
+                            device if device is not None else try_gpu(), r.epochs(profile),
+                            scheduler=scheduler, checkpoint=ckpt, resume=resume,
+                            profile=profile.name, **train_kwargs)
+        if save and dist.is_main():
+            history.save_json(runs)
+        return net, history
+
+    def steps(self, profile: Profile | str | None = None) -> int:
+        """Optimizer steps of one run under ``profile``."""
+        profile = _profile(profile)
+        r = self.for_profile(profile)
+        n = profile.train_images(cpu=r.cpu_images) or 60_000
+        return math.ceil(n / r.batch_size) * r.epochs(profile)
+
+
+class _Schedule:
+    """The learning-rate multiplier at step ``s``: linear from 0.01 to 1 over ``warmup``
+    steps, then 1 (``total=None``) or half a cosine wave down to 0 at step ``total``."""
+
+    def __init__(self, warmup: int, total: int | None):
+        self.warmup, self.total = warmup, total
+
+    def __call__(self, s: int) -> float:
+        if s < self.warmup:
+            return 0.01 + 0.99 * s / self.warmup
+        if self.total is None:
+            return 1.0
+        done = min(1.0, (s - self.warmup) / max(1, self.total - self.warmup))
+        return 0.5 * (1 + math.cos(math.pi * done))
+
+    def __repr__(self) -> str:   # the run record shows the schedule's settings
+        return f"warmup={self.warmup}, cosine_total={self.total}"
+
+
+def _profile(profile) -> Profile:
+    if profile is None or isinstance(profile, str):
+        return get_profile(profile)
+    if not isinstance(profile, Profile):
+        raise ArgumentError(f"profile must be a Profile, a name ('full', 'cpu', 'quick') or None; got {profile!r}")
+    return profile
