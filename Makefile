@@ -1,5 +1,6 @@
-# make book  : set up .venv (if missing) and build the site into _build/html
-# make test  : set up everything (apt data + browser, .venv), build the site, run every test
+# make book  : set up .venv (if missing) and Chromium, build the site into _build/html,
+#              with the whole book as one PDF and a zip of the notebooks in _build/html/downloads
+# make test  : set up everything (apt data + browser, .venv), build the book, run every test
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
@@ -28,22 +29,25 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist chromium; \
 	fi
 
-book: setup
+book: setup system-deps
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python book/_ext/downloads.py
 
-# Unit tests, every chapter under nbval (quick profile), then the site in Chromium.
+# Unit and property tests, every chapter under nbval (quick profile), then the site in Chromium.
 test: system-deps book
 	D2L_PROFILE=quick $(BIN)/python -m pytest tests notebooks book --nbval-lax -p no:cacheprovider
 
 unit: setup
 	$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider
 
-# Re-execute the chapters and store their outputs (set D2L_PROFILE=full on a GPU).
+# Re-execute the chapters and store their outputs: the `cpu` profile without a GPU,
+# `full` with one (or set D2L_PROFILE). Each chapter's wall time is printed.
 NB ?= notebooks/*.ipynb book/*.ipynb
 execute: setup
 	@for nb in $(wildcard $(NB)); do \
-	  echo "executing $$nb"; \
+	  echo "executing $$nb"; start=$$(date +%s); \
 	  (cd $$(dirname $$nb) && $(CURDIR)/$(BIN)/jupyter-execute --inplace --timeout=-1 $$(basename $$nb)) || exit 1; \
+	  echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
 serve:

@@ -6,6 +6,8 @@
   as the Colab and Binder buttons.
 * ``{stored-runs}``: a table of the training runs stored in the notebooks
   (device, profile, images, epochs, wall time), read from their outputs.
+* ``{chapter-costs}``: each chapter's execution time and peak memory, read from the
+  stored cells' timing metadata and the peak-memory line of its last cell.
 """
 
 from __future__ import annotations
@@ -61,33 +63,89 @@ def _add_kaggle(app: Sphinx, pagename, templatename, context, doctree) -> None:
         })
 
 
-_TRAIN = re.compile(r"training on (?P<device>.+?) \| profile (?P<profile>\S+) \| "
-                    r"(?P<n_train>\S+) train / (?P<n_test>\S+) test images \| (?P<epochs>\d+) epochs")
-_DONE = re.compile(r"done: (?P<epochs>\d+) epochs in (?P<secs>[\d.]+) s on .*final test acc (?P<acc>[\d.]+)")
+_DONE = re.compile(r"done: (?P<device>.+?) \| profile (?P<profile>\S+) \| (?P<n_train>[\d,]+) train images x "
+                   r"(?P<epochs>\d+) epoch\(s\) \| (?P<minutes>[\d.]+) min \| test acc (?P<acc>[\d.]+) "
+                   r"on (?P<n_test>[\d,]+) images")
+_PLAN = re.compile(r"^(?P<recipe>[a-z0-9][\w.-]*): (?:SGD|Adam|AdamW) ")
+_PEAK = re.compile(r"peak memory of this notebook's process: (?P<gb>[\d.]+) GB")
+
+
+def _chapter_title(nb: dict, fallback: str) -> str:
+    return next((l.lstrip("# ").strip() for c in nb["cells"] if c["cell_type"] == "markdown"
+                 for l in "".join(c["source"]).splitlines() if l.startswith("# ")), fallback)
+
+
+def _texts(cell) -> list[str]:
+    return ["".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
 
 
 def stored_runs(notebooks: Path) -> list[dict]:
-    """Every ``train_ch5`` run printed in the stored notebook outputs."""
+    """Every ``train_ch5`` run printed in the stored notebook outputs, with the recipe
+    named by the plan line printed before it (when there is one)."""
     runs = []
     for nb_path in sorted(notebooks.glob("*.ipynb")):
         nb = json.loads(nb_path.read_text())
-        title = next((l.lstrip("# ").strip() for c in nb["cells"] if c["cell_type"] == "markdown"
-                      for l in "".join(c["source"]).splitlines() if l.startswith("# ")), nb_path.stem)
-        date = ""
+        title = _chapter_title(nb, nb_path.stem)
         for cell in nb["cells"]:
-            for out in cell.get("outputs", []):
-                text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
-                start = None
+            when = cell.get("metadata", {}).get("execution", {}).get("iopub.execute_input", "")[:10]
+            recipe = ""
+            for text in _texts(cell):
                 for line in text.splitlines():
-                    if m := _TRAIN.search(line):
-                        start = m.groupdict()
-                    elif (m := _DONE.search(line)) and start:
-                        when = cell.get("metadata", {}).get("execution", {}).get("iopub.execute_input", "")
-                        date = when[:10] or date
-                        runs.append({"chapter": title, "page": nb_path.stem, **start, **m.groupdict(),
-                                     "date": date})
-                        start = None
+                    if m := _PLAN.match(line):
+                        recipe = m["recipe"]
+                    elif m := _DONE.search(line):
+                        runs.append({"chapter": title, "page": nb_path.stem, "recipe": recipe, **m.groupdict(),
+                                     "date": when})
+                        recipe = ""
     return runs
+
+
+def chapter_costs(notebooks: Path) -> list[dict]:
+    """Per chapter: the wall time of its stored execution (sum of the cells' times) and the
+    peak memory its last cell reported."""
+    from datetime import datetime
+
+    out = []
+    for nb_path in sorted(notebooks.glob("*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        seconds, peak, profile = 0.0, "", ""
+        for cell in nb["cells"]:
+            ex = cell.get("metadata", {}).get("execution", {})
+            if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
+                a = datetime.fromisoformat(ex["iopub.execute_input"].replace("Z", "+00:00"))
+                b = datetime.fromisoformat(ex["shell.execute_reply"].replace("Z", "+00:00"))
+                seconds += (b - a).total_seconds()
+            for text in _texts(cell):
+                if m := _PEAK.search(text):
+                    peak = m["gb"]
+                if not profile and (m := re.search(r"^profile (\w+):", text, re.M)):
+                    profile = m[1]
+        out.append({"chapter": _chapter_title(nb, nb_path.stem), "profile": profile,
+                    "minutes": f"{seconds / 60:.1f}", "peak_gb": peak})
+    return out
+
+
+def _table(cols: list[str], rows: list[list]) -> nodes.table:
+    table = nodes.table()
+    tgroup = nodes.tgroup(cols=len(cols))
+    table += tgroup
+    tgroup.extend(nodes.colspec(colwidth=1) for _ in cols)
+    head, body = nodes.thead(), nodes.tbody()
+    tgroup += head
+    tgroup += body
+
+    def row(cells):
+        r = nodes.row()
+        for c in cells:
+            entry = nodes.entry()
+            entry += nodes.paragraph(text=str(c))
+            r += entry
+        return r
+
+    head += row(cols)
+    for r in rows:
+        body += row(r)
+    return table
 
 
 class StoredRuns(Directive):
@@ -101,30 +159,21 @@ class StoredRuns(Directive):
         runs = stored_runs(folder)
         if not runs:
             return [nodes.paragraph(text="No stored training runs yet.")]
-        cols = ["chapter", "device", "profile", "train images", "epochs", "wall time (s)",
-                "final test acc", "date"]
-        table = nodes.table()
-        tgroup = nodes.tgroup(cols=len(cols))
-        table += tgroup
-        tgroup.extend(nodes.colspec(colwidth=1) for _ in cols)
-        head = nodes.thead()
-        body = nodes.tbody()
-        tgroup += head
-        tgroup += body
+        cols = ["chapter", "run", "device", "profile", "train images", "epochs", "minutes", "test acc",
+                "test images", "date"]
+        return [_table(cols, [[r["chapter"], r["recipe"], r["device"], r["profile"], r["n_train"], r["epochs"],
+                               r["minutes"], r["acc"], r["n_test"], r["date"]] for r in runs])]
 
-        def row(cells):
-            r = nodes.row()
-            for c in cells:
-                entry = nodes.entry()
-                entry += nodes.paragraph(text=str(c))
-                r += entry
-            return r
 
-        head += row(cols)
-        for r in runs:
-            body += row([r["chapter"], r["device"], r["profile"], r["n_train"], r["epochs"],
-                         r["secs"], r["acc"], r["date"]])
-        return [table]
+class ChapterCosts(Directive):
+    has_content = False
+
+    def run(self):
+        env = self.state.document.settings.env
+        folder = Path(env.srcdir) / "notebooks"
+        costs = chapter_costs(folder)
+        cols = ["chapter", "profile", "execution (min)", "peak memory (GB)"]
+        return [_table(cols, [[c["chapter"], c["profile"], c["minutes"], c["peak_gb"] or "-"] for c in costs])]
 
 
 def _page_fixes(app: Sphinx, pagename, templatename, context, doctree) -> None:
@@ -149,4 +198,5 @@ def setup(app: Sphinx):
     app.connect("build-finished", _finish_site)
     app.connect("html-page-context", _add_kaggle, priority=502)
     app.add_directive("stored-runs", StoredRuns)
+    app.add_directive("chapter-costs", ChapterCosts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,84 @@
+"""Build the book's two downloads into the built site, offline.
+
+* ``_build/html/downloads/classic-cnns-notebooks.zip``: every chapter with its stored
+  outputs, the stored runs the comparison chapter reads, the benchmark reports the
+  performance and NiN pages read, and requirements.txt; unpacked, the chapters run
+  as they are (``pip install git+...`` is their first cell).
+* ``_build/html/downloads/classic-cnns.pdf``: the whole book, built as one HTML page
+  (Sphinx's ``singlehtml`` builder), opened in headless Chromium from the file system,
+  printed once MathJax has typeset every formula.
+
+    python book/_ext/downloads.py            # after `jupyter-book build .`
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "_build" / "html"
+OUT = SITE / "downloads"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def build_zip() -> Path:
+    files = [*sorted((ROOT / "notebooks").glob("*.ipynb")),
+             *sorted((ROOT / "notebooks" / "runs").glob("*-cpu.json")),
+             *sorted((ROOT / "notebooks" / "runs").glob("*-full.json")),
+             *sorted((ROOT / "benchmarks" / "results").rglob("*.json")),
+             ROOT / "requirements.txt", ROOT / "LICENSE"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "classic-cnns-notebooks.zip"
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for f in files:
+            z.write(f, Path("classic-cnns") / f.relative_to(ROOT))
+    tmp.replace(path)
+    return path
+
+
+def build_pdf() -> Path:
+    single = ROOT / "_build" / "singlehtml"
+    subprocess.run([sys.executable, "-m", "jupyter_book", "build", str(ROOT), "--builder", "singlehtml",
+                    "-W", "-n", "--keep-going"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    index = single / "index.html"
+    if not index.exists():
+        raise SystemExit(f"{index} was not built")
+    if not Path(CHROMIUM).exists():
+        raise SystemExit("chromium is missing: `sudo apt-get install chromium` (make system-deps does it)")
+    from playwright.sync_api import sync_playwright
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "classic-cnns.pdf"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.goto(index.as_uri(), wait_until="load")
+        page.evaluate("""async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)
+                                       await MathJax.startup.promise; }""")
+        page.evaluate("""async () => { for (const img of document.images) { img.loading = 'eager';
+                          if (!img.complete) await new Promise(r => { img.onload = img.onerror = r; }); } }""")
+        page.emulate_media(media="print")
+        page.pdf(path=str(path), format="A4", print_background=True,
+                 margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"})
+        browser.close()
+    return path
+
+
+def main() -> int:
+    if not (SITE / "index.html").exists():
+        raise SystemExit(f"{SITE} is not built: run `jupyter-book build .` first")
+    for build in (build_zip, build_pdf):
+        path = build()
+        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
