@@ -39,7 +39,7 @@ from .errors import (
     TrainingDivergedError,
 )
 from .layers import FlattenLayer, GlobalAvgPool2d, LocalResponseNorm
-from .notebook import callout, glue, report_peak_memory
+from .notebook import callout, glue, report_peak_memory, timed
 from .plot import LiveCurves, plot_history, plot_shapes, set_epoch_ticks
 from .profile import PROFILES, Profile, get_profile, peak_memory_gb
 from .recipe import Recipe
@@ -71,7 +71,7 @@ __all__ = [
     "CheckpointMismatchError", "CorruptDatasetError", "D2LError", "DatasetNotFoundError",
     "DistributedError", "InputSizeError", "TrainingDivergedError",
     "FlattenLayer", "GlobalAvgPool2d", "LocalResponseNorm",
-    "callout", "glue", "report_peak_memory",
+    "callout", "glue", "report_peak_memory", "timed",
     "LiveCurves", "plot_history", "plot_shapes", "set_epoch_ticks",
     "PROFILES", "Profile", "get_profile", "peak_memory_gb",
     "Recipe",

@@ -367,7 +367,7 @@ class CheckpointLock:
     """An exclusive OS lock on ``<checkpoint>.lock`` while a run writes the checkpoint.
 
     ``with CheckpointLock(path): ...``. A second lock on the same file, from this or
-    any other process, raises :class:`CheckpointLockedError` naming the holder's PID.
+    any other process, raises :class:`~d2lutils.errors.CheckpointLockedError` naming the holder's PID.
     The OS drops the lock when its process ends, however it ends.
     """
 

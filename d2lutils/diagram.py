@@ -58,13 +58,13 @@ def _shape(shape) -> str:
 
 def draw_net(net: nn.Module, input_shape: tuple[int, ...], title: str | None = None,
              depth: int | None = None, ax=None, width: float = 6.4):
-    """Draw ``net`` as a column of boxes, one per layer, from its :func:`layer_table`.
+    """Draw ``net`` as a column of boxes, one per layer, from its :func:`~d2lutils.summary.layer_table`.
 
     Args:
         net: the model.
         input_shape: with the batch dimension, e.g. ``(1, 1, 224, 224)``.
         title: the figure title.
-        depth: as in :func:`layer_table` (``1``: one box per top-level block).
+        depth: as in :func:`~d2lutils.summary.layer_table` (``1``: one box per top-level block).
         ax: a matplotlib axes to draw in (default: a new figure sized to the net).
         width: figure width in inches when a new figure is made.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["glue", "callout", "report_peak_memory"]
+__all__ = ["glue", "callout", "report_peak_memory", "timed"]
 
 _PREFIX = "application/papermill.record/"   # what myst-nb reads (and does not show)
 
@@ -42,6 +42,29 @@ def callout(text: str, kind: str = "note") -> None:
         print(text)
         return
     display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
+
+
+class timed:
+    """``with d2l.timed("name"):`` glues the block's wall time as ``name`` (e.g. "2.4 min on
+    cpu (2 threads)"), for the chapter's "how long this takes" notes."""
+
+    def __init__(self, name: str, device: Any = None):
+        self.name, self.device = name, device
+
+    def __enter__(self) -> "timed":
+        import time
+
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import time
+
+        from .train import device_name, try_gpu
+
+        secs = time.perf_counter() - self.t0
+        took = f"{secs / 60:.1f} min" if secs >= 90 else f"{secs:.0f} s"
+        glue(self.name, f"{took} on {device_name(self.device if self.device is not None else try_gpu())}")
 
 
 def report_peak_memory(name: str = "peak_memory") -> float | None:

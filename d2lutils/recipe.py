@@ -107,6 +107,14 @@ class Recipe:
         if not isinstance(self.cpu, dict) or set(self.cpu) - fields:
             raise ArgumentError(f"cpu must be a dict of field changes ({sorted(fields)}); got {self.cpu!r}")
 
+    def but(self, **changes: Any) -> "Recipe":
+        """A copy with ``changes`` (field names) applied and checked, e.g.
+        ``LENET_RELU.but(name="lenet", optimizer="adam", lr=1e-3)``."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ArgumentError(f"Recipe has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
     # -- the recipe a profile runs --------------------------------------------------
     def for_profile(self, profile: Profile | str | None = None) -> "Recipe":
         """This recipe with the ``cpu`` changes applied under ``cpu`` and ``quick``."""

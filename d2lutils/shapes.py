@@ -11,7 +11,7 @@ feature map for any input, so:
 * a net that ends in global average pooling (NiN, GoogLeNet) takes any input large
   enough that no map shrinks to nothing (:func:`min_input_size`).
 
-:func:`check_input` turns a wrong input into an :class:`InputSizeError` that says what
+:func:`check_input` turns a wrong input into an :class:`~d2lutils.errors.InputSizeError` that says what
 the net takes, instead of a matrix-shape error from deep inside it.
 """
 
@@ -93,7 +93,7 @@ def _describe(sizes: range) -> str:
 
 
 def check_input(X: torch.Tensor, sizes: range, in_channels: int, name: str) -> None:
-    """Raise :class:`InputSizeError` unless ``X`` is ``N x in_channels x H x W`` with ``H``
+    """Raise :class:`~d2lutils.errors.InputSizeError` unless ``X`` is ``N x in_channels x H x W`` with ``H``
     and ``W`` in ``sizes``."""
     if not isinstance(X, torch.Tensor) or X.dim() != 4:
         shape = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__

@@ -77,11 +77,6 @@ class History:
     def wall_time(self) -> float:
         return float(sum(self.seconds))
 
-    @property
-    def images_seen(self) -> int:
-        """Training images processed: ``n_train`` per finished epoch."""
-        return (self.n_train or 0) * len(self.epoch)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 import d2lutils as d2l
 
@@ -39,3 +40,15 @@ def test_import_runs_nothing(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "[] False"
     assert not (tmp_path / "cache").exists()
+
+
+def test_recipe_but_changes_only_what_it_names_and_checks_it():
+    base = d2l.Recipe("base", net=lambda: nn.Linear(784, 10), resize=None, batch_size=64,
+                      optimizer="sgd", lr=0.1, num_epochs=1)
+    adam = base.but(name="adam", optimizer="adam", lr=1e-3)
+    assert (adam.name, adam.optimizer, adam.lr, adam.batch_size) == ("adam", "adam", 1e-3, 64)
+    assert (base.optimizer, base.lr) == ("sgd", 0.1)   # the original is untouched
+    with pytest.raises(d2l.ArgumentError, match="no field"):
+        base.but(learning_rate=0.1)
+    with pytest.raises(d2l.ArgumentError, match="lr"):
+        base.but(lr=-1.0)

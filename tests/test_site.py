@@ -74,8 +74,48 @@ def test_site_has_every_chapter_and_page(site):
     got = set(pages(site))
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         assert f"notebooks/{nb.stem}.html" in got
-    for page in ("book/intro.html", "book/setup.html", "book/api.html", "book/bibliography.html"):
+    for page in ("book/intro.html", "book/setup.html", "book/api.html", "book/bibliography.html",
+                 "book/glossary.html", "book/troubleshooting.html", "book/performance.html"):
         assert page in got
+
+
+def test_pdf_and_zip_download_from_the_landing_page(site, server, browser):
+    import zipfile
+
+    page = browser.new_page()
+    page.goto(urljoin(server, "book/intro.html"), wait_until="networkidle")
+    for name, kind in (("classic-cnns.pdf", "application/pdf"), ("classic-cnns-notebooks.zip", "application/zip")):
+        link = page.locator(f'a[href$="downloads/{name}"]')
+        assert link.count() == 1, f"the landing page does not link {name}"
+        resp = page.request.get(urljoin(page.url, link.get_attribute("href")))
+        assert resp.ok and len(resp.body()) > 100_000, name
+        path = site / "downloads" / name
+        if name.endswith(".pdf"):
+            data = path.read_bytes()
+            assert data.startswith(b"%PDF") and data.count(b"/Type /Page") >= 30   # the whole book, many pages
+        else:
+            names = zipfile.ZipFile(path).namelist()
+            for nb in (ROOT / "notebooks").glob("*.ipynb"):
+                assert f"classic-cnns/notebooks/{nb.name}" in names
+    page.close()
+
+
+def test_solutions_are_hidden_until_clicked_and_terms_link_to_the_glossary(site, server, browser):
+    page = browser.new_page()
+    page.goto(urljoin(server, "notebooks/02_alexnet.html"), wait_until="networkidle")
+    solutions = page.locator(".solution.dropdown")
+    assert solutions.count() >= 3
+    first = solutions.first
+    body = first.locator("section").first
+    assert not body.is_visible(), "a solution is shown before it is clicked"
+    first.locator(".toggle-button, .admonition-title").first.click()
+    body.wait_for(state="visible", timeout=5000)
+    terms = page.locator('a[href*="glossary.html#term-"]')
+    assert terms.count() >= 3
+    target = urljoin(page.url, terms.first.get_attribute("href"))
+    page.goto(target, wait_until="networkidle")
+    assert page.locator("dl.glossary dt").count() >= 30 and "修正线性单元" in page.content()
+    page.close()
 
 
 def _check_page(browser, server, rel: str, site: Path) -> list[str]:
@@ -102,17 +142,31 @@ def _check_page(browser, server, rel: str, site: Path) -> list[str]:
         }
         return out; }""")
     problems += [f"image not loaded: {src}" for src, w in imgs if not w]
-    # Math: every math element rendered, and no raw TeX delimiters in the prose.
+    # Math: every math element rendered, and no raw TeX left in the prose: with code, typeset
+    # math and scripts removed, no "$", no "\\command" and no "^{" may remain.
     math = page.evaluate("""() => ({
         sources: document.querySelectorAll('.math').length,
         rendered: document.querySelectorAll('mjx-container').length,
         raw: (() => { const b = document.querySelector('main, article, body').cloneNode(true);
-                      b.querySelectorAll('pre, code, script, style, .highlight').forEach(e => e.remove());
-                      const t = b.innerText; return ['\\\\(', '\\\\[', '$$'].filter(d => t.includes(d)); })()
+                      b.querySelectorAll('pre, code, script, style, .highlight, mjx-container, .math, '
+                                         + 'mjx-assistive-mml, .MathJax').forEach(e => e.remove());
+                      const t = b.innerText;
+                      const hits = [];
+                      for (const re of [/\\$/g, /\\\\[A-Za-z]+/g, /\\^\\{/g]) {
+                          for (const m of t.matchAll(re)) hits.push(t.slice(Math.max(0, m.index - 30), m.index + 30));
+                      }
+                      return hits; })()
     })""")
     if math["sources"] and math["rendered"] < math["sources"]:
         problems.append(f"math not rendered: {math['rendered']} of {math['sources']}")
-    problems += [f"raw TeX delimiter left in the text: {d}" for d in math["raw"]]
+    problems += [f"raw TeX left in the text: ...{d}..." for d in math["raw"]]
+    # A cell's printed output is one box: consecutive prints are merged (nb_merge_streams).
+    split = page.evaluate("""() => Array.from(document.querySelectorAll('.cell_output'))
+        .filter(o => { const kids = Array.from(o.children);
+                       return kids.some((k, i) => i > 0 && k.classList.contains('stream')
+                                        && kids[i - 1].classList.contains('stream')); }).length""")
+    if split:
+        problems.append(f"{split} cell output(s) split into consecutive print boxes")
     # Internal links: the target page exists, and so does its #anchor.
     hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]'), a => a.href)")
     for href in set(hrefs):

@@ -43,9 +43,14 @@ def build_zip() -> Path:
 
 def build_pdf() -> Path:
     single = ROOT / "_build" / "singlehtml"
-    subprocess.run([sys.executable, "-m", "jupyter_book", "build", str(ROOT), "--builder", "singlehtml",
+    # the `jupyter-book` script of this interpreter's environment (the package has no __main__)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jupyter_book), "build", str(ROOT), "--builder", "singlehtml",
                     "-W", "-n", "--keep-going"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    index = single / "index.html"
+    # index.html is only a redirect; the whole book is on the root document's page
+    root = next(l.split(":", 1)[1].strip() for l in (ROOT / "_toc.yml").read_text().splitlines()
+                if l.startswith("root:"))
+    index = single / f"{root}.html"
     if not index.exists():
         raise SystemExit(f"{index} was not built")
     if not Path(CHROMIUM).exists():
