@@ -77,6 +77,7 @@ def test_stored_outputs_are_executed_in_order_without_errors(nb):
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_stored_training_runs_are_complete_real_and_checked(nb):
     code = [c for c in cells(nb) if c["cell_type"] == "code" and src(c).strip()]
+    assert any("NBVAL_CHECK_OUTPUT" in src(c) and c["outputs"] for c in code)
     text = text_of(nb)
     starts = re.findall(r"^training on .+? \| profile (\S+) \| (\d+) train / (\d+) test images \| (\d+) epochs",
                         text, re.M)
@@ -84,9 +85,6 @@ def test_stored_training_runs_are_complete_real_and_checked(nb):
     if nb.stem.startswith("07"):
         assert not starts, "the comparison chapter reads the chapters' runs; it trains nothing"
         return
-    # The comparison reads whichever profile's runs are on disk, so nothing in it is checked
-    # exactly; each net's chapter has deterministic cells that nbval compares.
-    assert any("NBVAL_CHECK_OUTPUT" in src(c) and c["outputs"] for c in code)
     assert starts, "no training run stored"
     assert len(dones) == len(starts), "a training run did not finish"
     for d in dones:   # the book's pages show real runs, never the smoke profile

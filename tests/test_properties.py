@@ -50,6 +50,19 @@ DATA = {
 }
 
 
+def named_or_valid(label, name, call, check, also_ok=lambda message: False):
+    """``call()`` with one argument (``name``) set to junk must raise an ArgumentError whose
+    message starts with that name (or that ``also_ok`` accepts), or work and pass ``check``."""
+    try:
+        result = call()
+    except d2l.ArgumentError as e:
+        assert str(e).startswith(name) or also_ok(str(e)), (name, str(e))
+        COUNTS[f"{label}, one bad: ArgumentError naming it"] += 1
+        return
+    check(result)
+    COUNTS[f"{label}, one bad: still valid, works"] += 1
+
+
 def load(raw_dir, kw):
     kw = dict(kw)
     if kw["n_train"] is None and kw["resize"] is not None:
@@ -83,15 +96,9 @@ def test_valid_data_arguments_work(raw_dir, kw):
 @given(st.fixed_dictionaries(DATA), st.sampled_from(sorted(DATA)), JUNK)
 def test_one_bad_data_argument_is_named(raw_dir, kw, name, bad):
     kw = {**kw, name: bad}
-    try:
-        batch_size = kw["batch_size"]
-        kw2, (train_iter, test_iter), _ = load(raw_dir, kw)
-    except d2l.ArgumentError as e:
-        assert str(e).startswith(name), (name, bad, str(e))
-        COUNTS["load_data, one bad: ArgumentError naming it"] += 1
-        return
-    check_data({**kw2, "batch_size": batch_size}, batch_size, train_iter, test_iter)
-    COUNTS["load_data, one bad: still valid, works"] += 1
+    batch_size = kw["batch_size"]
+    named_or_valid("load_data", name, lambda: load(raw_dir, kw),
+                   lambda r: check_data({**r[0], "batch_size": batch_size}, batch_size, *r[1]))
 
 
 # ---- training ---------------------------------------------------------------------------
@@ -136,14 +143,7 @@ def test_valid_trainer_arguments_work(tiny, kw):
 @given(st.fixed_dictionaries(TRAIN), st.sampled_from(sorted(TRAIN)), JUNK)
 def test_one_bad_trainer_argument_is_named(tiny, kw, name, bad):
     kw = {**kw, name: bad}
-    try:
-        h = fit(tiny, kw)
-    except d2l.ArgumentError as e:
-        assert str(e).startswith(name), (name, bad, str(e))
-        COUNTS["train_ch5, one bad: ArgumentError naming it"] += 1
-        return
-    check_history(h, kw["num_epochs"])
-    COUNTS["train_ch5, one bad: still valid, works"] += 1
+    named_or_valid("train_ch5", name, lambda: fit(tiny, kw), lambda h: check_history(h, kw["num_epochs"]))
 
 
 @SETTINGS
@@ -193,12 +193,10 @@ def test_layer_table_valid_inputs_work(shape, depth):
        st.one_of(JUNK, st.lists(st.integers(-1, 40), max_size=5).map(tuple)))
 def test_one_bad_layer_table_argument_is_named(shape, depth, name, bad):
     kw = {"input_shape": shape, "depth": depth, name: bad}
-    try:
-        table = d2l.layer_table(small_net(), kw["input_shape"], depth=kw["depth"])
-    except d2l.ArgumentError as e:
-        # a shape of the right form that the net cannot take is named by the layer that failed
-        assert str(e).startswith(name) or (name == "input_shape" and "does not fit this net" in str(e)), str(e)
-        COUNTS["layer_table, one bad: ArgumentError naming it"] += 1
-        return
-    assert table.rows
-    COUNTS["layer_table, one bad: still valid, works"] += 1
+
+    def check(table):
+        assert table.rows
+
+    # a shape of the right form that the net cannot take is named by the layer that failed
+    named_or_valid("layer_table", name, lambda: d2l.layer_table(small_net(), kw["input_shape"], depth=kw["depth"]),
+                   check, also_ok=lambda m: name == "input_shape" and "does not fit this net" in m)
