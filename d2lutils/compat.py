@@ -55,8 +55,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
 
     net.apply(init_weights)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    batch_size = getattr(train_iter, "batch_size", 0) or 0
-    return train_ch5(net, train_iter, test_iter, batch_size or 1, optimizer,
+    batch_size = getattr(train_iter, "batch_size", None) or 1   # reported and recorded; the iterator batches
+    return train_ch5(net, train_iter, test_iter, batch_size, optimizer,
                      device if device is not None else try_gpu(), num_epochs,
                      loss=nn.CrossEntropyLoss(), **kwargs)
 
