@@ -205,7 +205,8 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer: torch.op
     """Write net, optimizer, scheduler, history, RNG state and the run record.
 
     ``epoch`` epochs are finished and ``batch`` batches of the next one are done;
-    ``progress`` holds that epoch's running sums, so a resumed run carries on exactly.
+    ``progress`` holds that epoch's running sums (each rank's own), so a resumed run
+    carries on exactly.
     ``rng`` replaces this process's RNG state (a multi-process run passes every rank's).
     The write is atomic and keeps the previous file as ``<name>.prev``.
     """

@@ -605,10 +605,11 @@ class _Run:
                 seg_loss, seg_correct, seg_n = zero(), zero(torch.long), 0
                 win_loss, win_n = zero(), 0
                 done_before, train_time = 0.0, 0.0
-                if skip and self.main:  # the epoch's sums so far (global), carried by rank 0
-                    loss_sum += carried["loss_sum"]
-                    correct += int(carried["correct"])
-                    n = int(carried["n"])
+                if skip:  # this rank's own sums so far, so the epoch adds up in the same order
+                    mine = carried["ranks"][self.rank]
+                    loss_sum += mine[0]
+                    correct += int(mine[1])
+                    n = int(mine[2])
                 if skip:
                     done_before, train_time = carried["seconds"], carried["train_time"]
                 if skip and hasattr(self.train_iter, "iter_from"):
@@ -666,12 +667,10 @@ class _Run:
                         h.probe_epoch.append(epoch + (i + 1) / self.n_batches)
                         h.probe_acc.append(self._evaluate(self.probe_iter, model))
                         elapsed = done_before + time.perf_counter() - t0
-                        g_loss, g_correct, g_n = dist.all_sum(
-                            [float(loss_sum), float(correct), float(n)], self.device).tolist()
-                        self.say(_probe_line(h, int(g_n), elapsed))
+                        ranks = dist.gather_objects([float(loss_sum), int(correct), n])
+                        self.say(_probe_line(h, sum(r[2] for r in ranks), elapsed))
                         self._save(epoch, batch=i + 1, progress={
-                            "loss_sum": g_loss, "correct": int(g_correct), "n": int(g_n),
-                            "seconds": elapsed, "train_time": train_time})
+                            "ranks": ranks, "seconds": elapsed, "train_time": train_time})
                     if live is not None:
                         live.update(h)
                     t_train = time.perf_counter()
