@@ -21,12 +21,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# Debian's Fashion-MNIST and Chromium (for the browser test). Uses sudo when not root.
+# Debian's Fashion-MNIST, Chromium (the browser test, the PDF) and a Chinese font (the PDF's
+# glossary). Uses sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v chromium >/dev/null; then \
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v chromium >/dev/null \
+	    || [ ! -d /usr/share/fonts/truetype/wqy ]; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist chromium; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist chromium fonts-wqy-microhei; \
 	fi
 
 book: setup system-deps

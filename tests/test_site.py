@@ -93,6 +93,8 @@ def test_pdf_and_zip_download_from_the_landing_page(site, server, browser):
         if name.endswith(".pdf"):
             data = path.read_bytes()
             assert data.startswith(b"%PDF") and data.count(b"/Type /Page") >= 30   # the whole book, many pages
+            figures = len(list((site / "_images").iterdir()))
+            assert data.count(b"/Subtype /Image") >= figures, "the PDF lacks some of the site's figures"
         else:
             names = zipfile.ZipFile(path).namelist()
             for nb in (ROOT / "notebooks").glob("*.ipynb"):

@@ -6,7 +6,8 @@
   as they are (``pip install git+...`` is their first cell).
 * ``_build/html/downloads/classic-cnns.pdf``: the whole book, built as one HTML page
   (Sphinx's ``singlehtml`` builder), opened in headless Chromium from the file system,
-  printed once MathJax has typeset every formula.
+  printed once MathJax has typeset every formula and every image has loaded (the
+  build fails if one has not).
 
     python book/_ext/downloads.py            # after `jupyter-book build .`
 """
@@ -50,9 +51,14 @@ def build_pdf() -> Path:
     # index.html is only a redirect; the whole book is on the root document's page
     root = next(l.split(":", 1)[1].strip() for l in (ROOT / "_toc.yml").read_text().splitlines()
                 if l.startswith("root:"))
-    index = single / f"{root}.html"
-    if not index.exists():
-        raise SystemExit(f"{index} was not built")
+    built = single / f"{root}.html"
+    if not built.exists():
+        raise SystemExit(f"{built} was not built")
+    # singlehtml writes the root page at its own path (book/intro.html) but links its styles,
+    # scripts (MathJax) and images as if it sat at the top: open a copy from there.
+    index = single / "classic-cnns.html"
+    shutil.copyfile(built, index)
+    _check_cjk_font()
     if not Path(CHROMIUM).exists():
         raise SystemExit("chromium is missing: `sudo apt-get install chromium` (make system-deps does it)")
     from playwright.sync_api import sync_playwright
@@ -69,11 +75,29 @@ def build_pdf() -> Path:
                                        await MathJax.startup.promise; }""")
         page.evaluate("""async () => { for (const img of document.images) { img.loading = 'eager';
                           if (!img.complete) await new Promise(r => { img.onload = img.onerror = r; }); } }""")
+        missing = page.evaluate("""() => [...document.images].filter(i => !i.naturalWidth).map(i => i.src)""")
+        if missing:
+            raise SystemExit(f"{len(missing)} of the book's images did not load for the PDF, e.g. {missing[0]}")
+        if not page.evaluate("() => !!(window.MathJax && MathJax.startup && MathJax.startup.document)"):
+            raise SystemExit("MathJax did not load for the PDF: its formulas would print as raw TeX")
+        # paper cannot scroll sideways: wrap long code lines instead of cutting them off
+        page.add_style_tag(content="@media print { pre { white-space: pre-wrap; overflow-wrap: anywhere; } }")
         page.emulate_media(media="print")
         page.pdf(path=str(path), format="A4", print_background=True,
                  margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"})
         browser.close()
     return path
+
+
+def _check_cjk_font() -> None:
+    """The glossary gives every term in Chinese too; without a CJK font Chromium prints
+    those as empty boxes. Checked where fontconfig can tell (Linux)."""
+    if not shutil.which("fc-list"):
+        return
+    found = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True).stdout.strip()
+    if not found:
+        raise SystemExit("no Chinese font is installed, so the PDF's glossary would print empty boxes: "
+                         "`sudo apt-get install fonts-wqy-microhei` (make system-deps does it)")
 
 
 def main() -> int:
