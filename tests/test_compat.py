@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import torch
 
 LENET = textwrap.dedent('''
     import torch
@@ -137,7 +138,14 @@ def test_d2l_en_lenet_chapter_runs_with_only_its_import_changed(raw_dir, capsys,
     out = capsys.readouterr().out
     assert "Sequential" not in out and "Linear output shape: \t torch.Size([1, 10])" in out
     assert "training on cpu" in out and "examples/sec on cpu" in out
-    assert 0.1 < scope["RESULT"] <= 1.0                # a real evaluation over 10,000 test images
+    # d2l-en's own evaluation, built from our Accumulator and accuracy, counts what the net
+    # really gets right on all 10,000 test images. (Not "above chance": after one epoch at
+    # lr 0.9 this sigmoid net is still at 0.100 for some initialisations, as the LeNet
+    # chapter shows.)
+    net, test_iter = scope["net"], scope["test_iter"]
+    with torch.no_grad():
+        right = sum(int((net(X).argmax(dim=1) == y).sum()) for X, y in test_iter)
+    assert test_iter.num_examples == 10_000 and scope["RESULT"] == right / 10_000
     assert scope["train_iter"].num_examples == 60_000  # d2l-en's call: the whole training set
 
 
