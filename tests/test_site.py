@@ -144,6 +144,11 @@ def _check_page(browser, server, rel: str, site: Path) -> list[str]:
         }
         return out; }""")
     problems += [f"image not loaded: {src}" for src, w in imgs if not w]
+    # One search field on screen (pydata-sphinx-theme 0.16+ adds a second, in a header bar).
+    searches = page.evaluate("""() => document.querySelector('.bd-sidebar-primary') === null ? 1 :
+        [...document.querySelectorAll('.search-button-field')].filter(e => e.offsetParent !== null).length""")
+    if searches != 1:
+        problems.append(f"{searches} search fields on screen, not one")
     # Math: every math element rendered, and no raw TeX left in the prose: with code, typeset
     # math and scripts removed, no "$", no "\\command" and no "^{" may remain.
     math = page.evaluate("""() => ({

@@ -193,7 +193,15 @@ def _page_fixes(app: Sphinx, pagename, templatename, context, doctree) -> None:
                             if "thebe" not in str(css.filename or "").lower()]
 
 
+def _one_search_field(app: Sphinx, config) -> None:
+    # pydata-sphinx-theme 0.16+ adds a search field in a header bar of its own unless
+    # `navbar_persistent` is set; the book theme already has one in its sidebar, so a
+    # wide screen showed two. Keep the sidebar's (Ctrl+K still opens the search).
+    config.html_theme_options.setdefault("navbar_persistent", [])
+
+
 def setup(app: Sphinx):
+    app.connect("config-inited", _one_search_field)
     app.connect("html-page-context", _page_fixes, priority=900)
     app.connect("build-finished", _finish_site)
     app.connect("html-page-context", _add_kaggle, priority=502)
