@@ -610,7 +610,6 @@ class _Run:
                     loss_sum += mine[0]
                     correct += int(mine[1])
                     n = int(mine[2])
-                if skip:
                     done_before, train_time = carried["seconds"], carried["train_time"]
                 if skip and hasattr(self.train_iter, "iter_from"):
                     batches = self.train_iter.iter_from(skip)
