@@ -73,9 +73,9 @@ def build_pdf() -> Path:
         page.goto(index.as_uri(), wait_until="load")
         page.evaluate("""async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)
                                        await MathJax.startup.promise; }""")
-        page.evaluate("""async () => { for (const img of document.images) { img.loading = 'eager';
-                          if (!img.complete) await new Promise(r => { img.onload = img.onerror = r; }); } }""")
-        missing = page.evaluate("""() => [...document.images].filter(i => !i.naturalWidth).map(i => i.src)""")
+        missing = page.evaluate("""async () => { for (const img of document.images) { img.loading = 'eager';
+                          if (!img.complete) await new Promise(r => { img.onload = img.onerror = r; }); }
+                          return [...document.images].filter(i => !i.naturalWidth).map(i => i.src); }""")
         if missing:
             raise SystemExit(f"{len(missing)} of the book's images did not load for the PDF, e.g. {missing[0]}")
         if not page.evaluate("() => !!(window.MathJax && MathJax.startup && MathJax.startup.document)"):
