@@ -18,7 +18,6 @@ Windows, and can live on the GPU.
 from __future__ import annotations
 
 import copy
-import functools
 import gzip
 import hashlib
 import json
@@ -29,9 +28,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from .devices import as_device
 from .errors import ArgumentError, CorruptDatasetError, DatasetNotFoundError, check_bool, check_int
+from .resize import check_resize, resize_bilinear, upsample_bilinear
 
 __all__ = [
     "TEXT_LABELS",
@@ -315,121 +315,6 @@ def _balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -
     return chosen[torch.randperm(chosen.numel(), generator=generator)]
 
 
-@functools.lru_cache(maxsize=16)
-def _stretch_matrix(n: int, m: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The ``n x m`` matrix ``S`` with ``row @ S`` = the row stretched from ``n`` to ``m``
-    values by PyTorch's bilinear weights (``align_corners=False``). Cached: every batch
-    needs the same one."""
-    with torch.inference_mode(False):  # a normal tensor, even when first built during evaluation
-        src = ((torch.arange(m, dtype=torch.float64) + 0.5) * (n / m) - 0.5).clamp(min=0)
-        lo = src.floor().long().clamp(max=n - 1)
-        hi = (lo + 1).clamp(max=n - 1)  # the last value blends with itself, as PyTorch clamps
-        w = src - lo
-        S = torch.zeros(n, m, dtype=torch.float64)
-        S.index_put_((lo, torch.arange(m)), 1 - w, accumulate=True)
-        S.index_put_((hi, torch.arange(m)), w, accumulate=True)
-        return S.to(dtype=dtype, device=device)
-
-
-@functools.lru_cache(maxsize=16)
-def _phase_weights(factor: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``factor x 1``: the weight of the lower input row for each of the ``factor`` output
-    rows that lie between two input rows (upsampling by an integer factor)."""
-    with torch.inference_mode(False):
-        lam = (torch.arange(factor, dtype=torch.float64) + factor // 2 + 0.5) / factor - 0.5
-        return lam[:, None].to(dtype=dtype, device=device)
-
-
-def upsample_bilinear(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Bilinear upsampling of the last two dims by an integer ``factor``.
-
-    Equal to ``F.interpolate(x, scale_factor=factor, mode="bilinear",
-    align_corners=False)`` to float rounding, and about three times as fast on a
-    CPU for one channel (28 -> 224 px), because each output pixel is written once:
-
-    * the rows are stretched first, as one small matrix product with the
-      ``W x (W * factor)`` weight matrix (its output is only ``H`` rows high);
-    * between two neighbouring input rows lie exactly ``factor`` output rows, each
-      the same fixed blend of the two, so one ``torch.lerp`` writes all the inner
-      rows straight into the result; the few rows beyond the first and the last
-      input row are copies of them (PyTorch clamps at the edges).
-
-    What is left is about the cost of writing the output's memory; the book's
-    performance page has the measured figures.
-    """
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
-        raise ArgumentError(f"x must be a floating-point tensor [..., H, W]; got {x!r:.80}")
-    check_int("factor", factor, 1)
-    *lead, H, W = x.shape
-    f = factor
-    if f == 1:
-        return x.clone()
-    y = (x.reshape(-1, W) @ _stretch_matrix(W, W * f, x.dtype, x.device)).view(*lead, H, W * f)
-    z = x.new_empty(*lead, H * f, W * f)
-    top = f // 2  # output rows whose source lies above the first input row
-    z[..., :top, :] = y[..., :1, :]
-    z[..., top + (H - 1) * f:, :] = y[..., -1:, :]
-    inner = z[..., top:top + (H - 1) * f, :].unflatten(-2, (H - 1, f))
-    torch.lerp(y[..., :-1, None, :], y[..., 1:, None, :], _phase_weights(f, x.dtype, x.device),
-               out=inner)
-    return z
-
-
-def resize_bilinear(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of the last two dims to ``size``, as torchvision's ``Resize`` on tensors.
-
-    Equal to ``F.interpolate(x, size, mode="bilinear", align_corners=False,
-    antialias=<shrinking>)`` to float rounding, and faster when enlarging: an integer
-    factor goes to :func:`upsample_bilinear`; any other enlargement is two small
-    matrix products, one per axis (28 -> 96 px: about 1.2 times ``F.interpolate``).
-    Shrinking is left to ``F.interpolate`` with antialiasing, as ``Resize`` does.
-    """
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
-        raise ArgumentError(f"x must be a floating-point tensor [..., H, W]; got {x!r:.80}")
-    checked = _check_resize(size)
-    if checked is None:
-        raise ArgumentError("size must be an int or a (height, width) pair; got None")
-    *lead, H, W = x.shape
-    h, w = checked
-    if (h, w) == (H, W):
-        return x
-    if h < H or w < W:
-        return F.interpolate(x.reshape(-1, 1, H, W), size=(h, w), mode="bilinear",
-                             align_corners=False, antialias=True).view(*lead, h, w)
-    if h == w and H == W and h % H == 0:
-        return upsample_bilinear(x, h // H)
-    y = x.reshape(-1, W) @ _stretch_matrix(W, w, x.dtype, x.device)       # rows stretched
-    return _stretch_matrix(H, h, x.dtype, x.device).T @ y.view(*lead, H, w)  # then columns
-
-
-def _check_resize(resize) -> tuple[int, int] | None:
-    """``None``, a side ``n``, or ``(height, width)``, each from 1 to 4096 pixels."""
-    if resize is None:
-        return None
-    sides = (resize, resize) if not isinstance(resize, (tuple, list)) else tuple(resize)
-    if len(sides) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
-                                  for v in sides):
-        raise ArgumentError(f"resize must be None, an int from 1 to 4096 (pixels per side) or a "
-                            f"(height, width) pair of such ints; got {resize!r}")
-    return sides
-
-
-def _check_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cpu")
-    if not isinstance(device, (str, torch.device)):
-        raise ArgumentError(f"device must be None, a string such as 'cpu' or 'cuda', or a torch.device; got {device!r}")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ArgumentError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'mps'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ArgumentError(f"device={str(dev)!r} but no CUDA GPU is available here")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ArgumentError(f"device={str(dev)!r}: the data can live on 'cpu', 'cuda' or 'mps'")
-    return dev
-
-
 class FashionMNISTIter:
     """A reusable batch iterator over a tensor-resident split.
 
@@ -467,8 +352,8 @@ class FashionMNISTIter:
         check_int("batch_size", batch_size, 1)
         check_bool("shuffle", shuffle)
         check_int("seed", seed, 0)
-        self.size = _check_resize(resize)
-        device = _check_device(device)
+        self.size = check_resize(resize)
+        device = as_device(device, default=torch.device("cpu"))
         self.images = images.to(device).unsqueeze(1)  # N x 1 x 28 x 28, still uint8 (4x smaller)
         self.labels = labels.to(device=device, dtype=torch.long)
         self.batch_size = batch_size
@@ -559,11 +444,11 @@ def load_data_fashion_mnist(batch_size: int, resize: int | Sequence[int] | None 
         DatasetNotFoundError, CorruptDatasetError: see :func:`read_fashion_mnist`.
     """
     check_int("batch_size", batch_size, 1)
-    _check_resize(resize)
+    check_resize(resize)
     check_int("n_train", n_train, 1, 60_000, allow_none=True)
     check_int("n_test", n_test, 1, 10_000, allow_none=True)
     check_int("seed", seed, 0)
-    _check_device(device)
+    as_device(device, default=torch.device("cpu"))
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise ArgumentError(f"root must be a folder path (str or pathlib.Path) or None; got {root!r}")
     check_bool("download", download)
