@@ -11,7 +11,7 @@ d2l.try_gpu())``). Importing it runs nothing: no data is read and no device is t
 """
 
 from .checkpoint import CheckpointLock, load_checkpoint, load_weights, read_checkpoint, run_record, save_checkpoint
-from .compat import Accumulator, Animator, Timer, accuracy, evaluate_accuracy_gpu, size, train_ch6, try_all_gpus
+from .compat import Animator, Timer, accuracy, evaluate_accuracy_gpu, size, train_ch6, try_all_gpus
 from .data import (
     TEXT_LABELS,
     FashionMNISTIter,
@@ -45,16 +45,10 @@ from .profile import PROFILES, Profile, get_profile, peak_memory_gb
 from .recipe import Recipe
 from .shapes import any_size_from, check_input, input_sizes, min_input_size, output_side, with_input_check
 from .summary import LayerRow, LayerTable, count_params, layer_table
-from .train import (
-    History,
-    amp_dtype,
-    device_name,
-    evaluate_accuracy,
-    make_grad_scaler,
-    set_seed,
-    train_ch5,
-    try_gpu,
-)
+from .devices import Precision, amp_dtype, device_name, make_grad_scaler, precision_policy, set_seed, try_gpu
+from .history import History
+from .metrics import Accumulator
+from .train import evaluate_accuracy, train_ch5
 
 __version__ = "0.2.0"
 
@@ -78,5 +72,5 @@ __all__ = [
     "any_size_from", "check_input", "input_sizes", "min_input_size", "output_side", "with_input_check",
     "LayerRow", "LayerTable", "count_params", "layer_table",
     "History", "amp_dtype", "device_name", "evaluate_accuracy", "make_grad_scaler", "set_seed",
-    "train_ch5", "try_gpu",
+    "train_ch5", "try_gpu", "Precision", "precision_policy",
 ]

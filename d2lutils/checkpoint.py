@@ -18,16 +18,20 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import distributed as dist
+from ._io import atomic_write, refuse_symlink
 from .errors import (
     ArgumentError,
     CheckpointCorruptError,
@@ -46,6 +50,9 @@ __all__ = [
     "load_weights",
     "check_writable",
     "CheckpointLock",
+    "TrainState",
+    "capture_rng",
+    "restore_rng",
 ]
 
 FORMAT = "d2lutils-checkpoint/2"
@@ -183,8 +190,10 @@ def check_writable(checkpoint: str | os.PathLike) -> Path:
 
     Raises:
         ArgumentError: the path is a folder, or its folder cannot be created or written.
+        ArgumentError: the path is a symbolic link (a save would write through it).
     """
     path = _path(checkpoint)
+    refuse_symlink(path, "checkpoint")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".probe")
@@ -222,42 +231,18 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer: torch.op
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "history": history.to_dict() if hasattr(history, "to_dict") else history,
-        "rng": rng if rng is not None else {
-            "torch": [torch.get_rng_state()],
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": rng if rng is not None else {"torch": [torch.get_rng_state()],
+                                            "cuda_per_rank": [_cuda_rng(None)]},
         "meta": meta or {},
         "record": record or {},
     }
     state["digest"] = _digest(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.replace(path, _prev(path))   # the last good one stays until the new one is in place
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if sys.platform.startswith("win"):
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        atomic_write(path, lambda f: torch.save(state, f), keep_previous=_prev(path), what="checkpoint")
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise CheckpointError(str(e.strerror or e)) from None
+        raise
 
 
 def _read_one(path: Path) -> dict[str, Any]:
@@ -379,7 +364,13 @@ class CheckpointLock:
 
     def acquire(self) -> "CheckpointLock":
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        refuse_symlink(self.lock_path, "lock file")
+        try:  # O_NOFOLLOW: a link planted between the check and the open is refused too
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                refuse_symlink(self.lock_path, "lock file")
+            raise CheckpointError(f"cannot open the lock file {self.lock_path} ({e.strerror or e})") from None
         try:
             _lock(fd)
         except OSError:
@@ -427,3 +418,91 @@ else:
 
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+# -- RNG state: one place that captures and restores it --------------------------------
+def _cuda_rng(device: torch.device | None) -> torch.Tensor | None:
+    """This process's CUDA generator state on its own GPU (``None`` without CUDA)."""
+    if not torch.cuda.is_available():
+        return None
+    if device is None or device.type != "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    return torch.cuda.get_rng_state(device)
+
+
+def capture_rng(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's RNG state: the CPU generator, and the CUDA generator of the GPU it
+    trains on (dropout masks come from these)."""
+    return {"torch": torch.get_rng_state(), "cuda": _cuda_rng(device)}
+
+
+def restore_rng(rng: dict[str, Any], rank: int, world: int, device: torch.device | None = None) -> None:
+    """Restore rank ``rank``'s own generators from a checkpoint's ``rng`` entry.
+
+    Every rank saved its own CPU state (``rng["torch"]``) and its own GPU's CUDA state
+    (``rng["cuda_per_rank"]``), so ``cuda:k`` gets back ``cuda:k``'s state, not rank 0's.
+    Checkpoints of earlier versions hold ``rng["cuda"]`` (every GPU as seen by rank 0);
+    that is only restored by a single process.
+    """
+    cpu = rng.get("torch") or []
+    if len(cpu) == world:
+        torch.set_rng_state(cpu[rank])
+    if not torch.cuda.is_available():
+        return
+    per_rank = rng.get("cuda_per_rank")
+    if per_rank is not None and len(per_rank) == world and per_rank[rank] is not None:
+        dev = device if device is not None and device.type == "cuda" else torch.device(
+            "cuda", torch.cuda.current_device())
+        torch.cuda.set_rng_state(per_rank[rank], dev)
+    elif per_rank is None and world == 1 and rng.get("cuda") is not None \
+            and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+@dataclass
+class TrainState:
+    """What a run saves and restores: net, optimizer, scheduler, gradient scaler, every
+    rank's RNG, the history and the position (epoch, batch, running sums).
+
+    :meth:`save` and :meth:`resume` are called by every rank of a multi-process run
+    (they gather and share state); only rank 0 touches the file.
+    """
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None
+    scaler: Any | None          # saved only when it is enabled (fp16)
+    record: dict[str, Any]
+    meta: dict[str, Any]
+    path: Path | None
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    _scaler_on: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self._scaler_on = self.scaler is not None and self.scaler.is_enabled()
+
+    def save(self, history: Any, epoch: int, batch: int = 0, progress: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint (every rank calls this; rank 0 writes)."""
+        rngs = dist.gather_objects(capture_rng(self.device))
+        if self.rank == 0 and self.path is not None:
+            save_checkpoint(self.path, self.net, self.optimizer, history, epoch, self.meta, self.scheduler,
+                            batch=batch, progress=progress, record=self.record,
+                            rng={"torch": [r["torch"] for r in rngs],
+                                 "cuda_per_rank": [r["cuda"] for r in rngs]},
+                            scaler=self.scaler if self._scaler_on else None)
+        dist.barrier()
+
+    def exists(self) -> bool:
+        return self.path is not None and (self.path.exists() or _prev(self.path).exists())
+
+    def resume(self) -> dict[str, Any] | None:
+        """Load the checkpoint into net, optimizer, scheduler and scaler after checking its
+        record, restore this rank's RNG, and return the state (``None``: nothing to resume)."""
+        if not self.exists():
+            return None
+        state = load_checkpoint(self.path, self.net, self.optimizer, self.scheduler, record=self.record,
+                                scaler=self.scaler if self._scaler_on else None)
+        restore_rng(state.get("rng") or {}, self.rank, self.world, self.device)
+        return state

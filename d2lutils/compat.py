@@ -16,8 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .devices import try_gpu
 from .errors import ArgumentError, check_int, check_number
-from .train import History, evaluate_accuracy, train_ch5, try_gpu
+from .history import History
+from .metrics import Accumulator
+from .notebook import in_notebook
+from .train import evaluate_accuracy, train_ch5
 
 __all__ = ["train_ch6", "evaluate_accuracy_gpu", "try_all_gpus", "Accumulator", "Timer",
            "accuracy", "Animator", "size"]
@@ -59,23 +63,6 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     return train_ch5(net, train_iter, test_iter, batch_size, optimizer,
                      device if device is not None else try_gpu(), num_epochs,
                      loss=nn.CrossEntropyLoss(), **kwargs)
-
-
-class Accumulator:
-    """Sums over ``n`` variables (d2l's ``Accumulator``)."""
-
-    def __init__(self, n: int):
-        check_int("n", n, 1)
-        self.data = [0.0] * n
-
-    def add(self, *args) -> None:
-        self.data = [a + float(b) for a, b in zip(self.data, args)]
-
-    def reset(self) -> None:
-        self.data = [0.0] * len(self.data)
-
-    def __getitem__(self, idx):
-        return self.data[idx]
 
 
 class Timer:
@@ -150,21 +137,19 @@ class Animator:
             if a is not None and b is not None:
                 self.X[i].append(a)
                 self.Y[i].append(b)
-        from .train import _in_notebook
 
-        if _in_notebook():
+        if in_notebook():
             self.draw()
 
     def draw(self):
         """Draw the lines so far; returns the figure."""
         import matplotlib.pyplot as plt
 
-        from .train import _in_notebook
 
         if self.fig is None:
             self.fig, axes = plt.subplots(self.nrows, self.ncols, figsize=self.figsize, squeeze=False)
             self.axes = axes.flatten()
-            if _in_notebook():
+            if in_notebook():
                 plt.close(self.fig)  # shown through its display handle only, not again at the cell's end
         ax = self.axes[0]
         ax.cla()
@@ -178,7 +163,7 @@ class Animator:
         if self.legend:
             ax.legend(self.legend)
         ax.grid(alpha=0.3)
-        if _in_notebook():
+        if in_notebook():
             from IPython.display import display
 
             if self._handle is None:

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from .errors import DistributedError
 
 __all__ = ["init", "is_distributed", "rank", "world_size", "local_rank", "is_main",
-           "all_sum", "barrier", "gather_objects", "launched_by_torchrun", "backend_for"]
+           "all_sum", "barrier", "join", "leave", "gather_objects", "launched_by_torchrun", "backend_for"]
 
 TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("D2L_DIST_TIMEOUT", "300")))
 
@@ -84,6 +84,20 @@ def init(device: torch.device) -> torch.device:
             raise DistributedError(f"rank {os.environ.get('RANK')}: could not join the process group "
                                    f"({type(e).__name__}: {e})") from e
     return device
+
+
+def join(device: torch.device) -> tuple[torch.device, bool]:
+    """:func:`init`, and whether this call started the process group (so that the
+    caller also ends it with :func:`leave`)."""
+    before = dist.is_available() and dist.is_initialized()
+    device = init(device)
+    return device, not before and dist.is_available() and dist.is_initialized()
+
+
+def leave() -> None:
+    """End the process group that :func:`join` started (torch warns at exit otherwise)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_sum(values: list[float] | torch.Tensor, device: torch.device) -> torch.Tensor:

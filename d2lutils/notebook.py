@@ -9,11 +9,28 @@ does nothing).
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
-__all__ = ["glue", "callout", "report_peak_memory", "timed"]
+import torch
+
+from .devices import device_name, try_gpu
+from .profile import peak_memory_gb
+
+__all__ = ["glue", "callout", "report_peak_memory", "timed", "in_notebook"]
 
 _PREFIX = "application/papermill.record/"   # what myst-nb reads (and does not show)
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where plots and widget progress bars can be live)."""
+    shell = sys.modules.get("IPython")
+    try:
+        ip = shell.get_ipython() if shell else None
+    except Exception:
+        return False
+    return ip is not None and ip.__class__.__name__ == "ZMQInteractiveShell"
 
 
 def glue(name: str, value: Any) -> None:
@@ -52,29 +69,41 @@ class timed:
         self.name, self.device = name, device
 
     def __enter__(self) -> "timed":
-        import time
-
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        import time
-
-        from .train import device_name, try_gpu
-
         secs = time.perf_counter() - self.t0
         took = f"{secs / 60:.1f} min" if secs >= 90 else f"{secs:.0f} s"
         glue(self.name, f"{took} on {device_name(self.device if self.device is not None else try_gpu())}")
 
 
 def report_peak_memory(name: str = "peak_memory") -> float | None:
-    """Print (and glue as ``name``) the peak memory of this process so far, in GB."""
-    from .profile import peak_memory_gb
-
+    """Print (and glue as ``name``) the peak host memory of this process so far, in GB,
+    and on a CUDA machine also the GPU's peaks (allocated and reserved by PyTorch's
+    caching allocator) against the GPU's total."""
     peak = peak_memory_gb()
+    for line in cuda_memory_lines():
+        print(line)
     if peak is None:
         print("peak memory: not reported on this OS")
         return None
     print(f"peak memory of this notebook's process: {peak:.2f} GB (Colab's CPU runtime has about 12 GB)")
     glue(name, f"{peak:.1f} GB")
     return peak
+
+
+def cuda_memory_lines() -> list[str]:
+    """One line per GPU this process used: peak allocated and reserved memory, and the total."""
+    if not torch.cuda.is_available():
+        return []
+    lines = []
+    for i in range(torch.cuda.device_count()):
+        alloc, reserved = torch.cuda.max_memory_allocated(i), torch.cuda.max_memory_reserved(i)
+        if not reserved:
+            continue
+        total = torch.cuda.get_device_properties(i).total_memory
+        lines.append(f"peak GPU memory on cuda:{i} ({torch.cuda.get_device_name(i)}): "
+                     f"{alloc / 2**30:.2f} GB allocated, {reserved / 2**30:.2f} GB reserved, "
+                     f"of {total / 2**30:.1f} GB")
+    return lines
