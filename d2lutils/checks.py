@@ -10,9 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ArgumentError, check_bool, check_int, check_number
+from . import distributed as dist
+from .metrics import Accumulator
+from .errors import ArgumentError, TrainingDivergedError, check_bool, check_int, check_number
 
-__all__ = ["check_train_args", "split_output", "check_loss_value", "num_batches"]
+__all__ = ["check_train_args", "split_output", "check_loss_value", "num_batches", "check_divergence",
+           "set_baseline"]
 
 _PER_BATCH = ("a per-batch schedule such as LambdaLR, OneCycleLR or CosineAnnealingLR "
               "(train_ch5 calls scheduler.step() after every batch)")
@@ -155,3 +158,32 @@ def check_loss_value(l: torch.Tensor) -> None:
         shape = tuple(l.shape) if isinstance(l, torch.Tensor) else type(l).__name__
         raise ArgumentError(f"loss returned {shape}, not a single number; use a loss with reduction='mean' "
                             "(such as nn.CrossEntropyLoss()) or reduce it yourself")
+
+
+def check_divergence(run, window: Accumulator, epoch: int, batch: int | None) -> None:
+    total, n = window.reduced()
+    if n == 0 or run.baseline is None:
+        return
+    mean = total / n
+    where = f"epoch {epoch + 1}" + (f", by batch {batch + 1}" if batch is not None else "")
+    lrs = sorted({float(g["lr"]) for g in run.optimizer.param_groups})
+    saved = run.state.exists()
+    advice = (f"Lower the learning rate (now {lrs}), check the initialisation, or normalise the "
+              "inputs; then train again" + (f" (the last good state is in {run.state.path})." if saved else "."))
+    if not math.isfinite(mean):
+        raise TrainingDivergedError(f"The training loss became {mean} ({where}). The weights are now "
+                                    f"garbage. {advice}")
+    if mean > run.diverge_factor * run.baseline:
+        raise TrainingDivergedError(
+            f"The training loss exploded to {mean:.4g} ({where}), over {run.diverge_factor:g} times "
+            f"its start ({run.baseline:.4g}), though it is still finite. {advice}")
+
+
+def set_baseline(run, l_sum: torch.Tensor, n: int, classes: int) -> None:
+    """The scale against which a loss has "exploded": the untrained loss (kept across
+    resumes), or ln(classes), the loss of a uniform guess, whichever is larger."""
+    h = run.history
+    if h.first_loss is None:
+        total, count = dist.all_sum([float(l_sum), float(n)], run.device).tolist()
+        h.first_loss = total / max(count, 1)
+    run.baseline = max(h.first_loss, math.log(classes) if classes > 1 else 0.0, 1e-12)

@@ -98,6 +98,10 @@ class LocalResponseNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 3:
             raise ValueError(f"LocalResponseNorm needs [N, C, ...] input, got shape {tuple(x.shape)}")
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # Squaring in fp16 overflows above 256 (and the output becomes 0): the window
+            # sums run in fp32 whatever autocast chose, and the result comes back in x's dtype.
+            return _LRNFunction.apply(x.float(), self.size, self.alpha, self.beta, self.k).to(x.dtype)
         return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k)
 
     def extra_repr(self) -> str:

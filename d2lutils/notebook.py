@@ -18,7 +18,7 @@ import torch
 from .devices import device_name, try_gpu
 from .profile import peak_memory_gb
 
-__all__ = ["glue", "callout", "report_peak_memory", "timed", "in_notebook"]
+__all__ = ["glue", "callout", "report_peak_memory", "timed", "in_notebook", "progress_bar_class"]
 
 _PREFIX = "application/papermill.record/"   # what myst-nb reads (and does not show)
 
@@ -107,3 +107,16 @@ def cuda_memory_lines() -> list[str]:
                      f"{alloc / 2**30:.2f} GB allocated, {reserved / 2**30:.2f} GB reserved, "
                      f"of {total / 2**30:.1f} GB")
     return lines
+
+
+def progress_bar_class(progress: bool):
+    """tqdm's widget bar in a notebook with ipywidgets, its text bar elsewhere."""
+    if progress and in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
+            from tqdm.notebook import tqdm
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
+    return tqdm

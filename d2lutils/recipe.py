@@ -23,8 +23,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import distributed as dist
+from .data import load_data_fashion_mnist
+from .devices import as_device, precision_policy, try_gpu
 from .errors import ArgumentError, check_int, check_number
 from .profile import Profile, get_profile
+from .train import train_ch5
 
 __all__ = ["Recipe"]
 
@@ -168,16 +172,18 @@ class Recipe:
                 optimizer, _Schedule(self.warmup_steps, total_steps if self.schedule == "cosine" else None))
         return net, optimizer, scheduler
 
-    def data(self, profile: Profile | str | None = None, seed: int = 0, root=None):
+    def data(self, profile: Profile | str | None = None, seed: int = 0, root=None, device=None):
         """``(train_iter, test_iter)`` for this profile: all data under ``full``, the
-        budget's balanced subset under ``cpu``, 300/150 images under ``quick``."""
-        from .data import load_data_fashion_mnist
+        budget's balanced subset under ``cpu``, 300/150 images under ``quick``.
 
+        On a GPU ``device`` the 28 px ``uint8`` images (47 MB for all 60,000) are kept on
+        the GPU and each batch is resized there, so the GPU does not wait for the host."""
         profile = _profile(profile)
         return load_data_fashion_mnist(
             self.batch_size, resize=self.resize, root=root, seed=seed,
             n_train=profile.train_images(cpu=self.cpu_images),
-            n_test=profile.test_images(cpu=self.cpu_test_images))
+            n_test=profile.test_images(cpu=self.cpu_test_images),
+            device=device if device is not None and torch.device(device).type == "cuda" else None)
 
     def epochs(self, profile: Profile | str | None = None) -> int:
         """The seed's epochs under ``full``; ``cpu_epochs`` under ``cpu``; 1 under ``quick``."""
@@ -195,8 +201,9 @@ class Recipe:
         folder = Path(folder)
         return folder / "checkpoints" / f"{self.name}-{p}.pt", folder / "runs" / f"{self.name}-{p}.json"
 
-    def plan(self, profile: Profile | str | None = None, train_iter=None, test_iter=None) -> str:
-        """What the run will cost, printed before it trains."""
+    def plan(self, profile: Profile | str | None = None, train_iter=None, test_iter=None, device=None) -> str:
+        """What the run will cost, printed before it trains: on a CPU from the rate measured
+        on the book's 2-core CPU, on a GPU from the published GPU rate (an estimate)."""
         profile = _profile(profile)
         r = self.for_profile(profile)
         n = train_iter.num_examples if train_iter is not None else profile.train_images(cpu=r.cpu_images)
@@ -205,9 +212,22 @@ class Recipe:
         line = f"{self.name}: {r.describe()}, {epochs} epoch(s)"
         if profile.name != "full" and self.cpu:
             line += f"\n  changed for the CPU budget: {self.cpu_why or ', '.join(self.cpu)}"
-        if self.cpu_img_per_s:
+        on_gpu = device is not None and torch.device(device).type == "cuda"
+        if on_gpu:
+            line += "\n  " + self._gpu_plan(n, epochs)
+        elif self.cpu_img_per_s:
             line += "\n  " + profile.plan(n, self.cpu_img_per_s, n_test=n_test, num_epochs=epochs)
         return line
+
+    def _gpu_plan(self, n: int | None, epochs: int) -> str:
+        n = 60_000 if n is None else n
+        if not self.gpu_img_per_s:
+            return f"{n:,} training images x {epochs} epoch(s) on the GPU; no published GPU rate to estimate the time"
+        minutes = n * epochs / self.gpu_img_per_s / 60
+        took = f"{minutes:.0f} min" if minutes >= 1.5 else "under 2 min"
+        return (f"{n:,} training images x {epochs} epoch(s); an estimate: about {took} of training at "
+                f"{self.gpu_img_per_s:,.0f} img/s ({self.gpu_source or 'published'}, compute only; a T4 or "
+                "P100 is slower, see the setup page)")
 
     # -- training -------------------------------------------------------------------
     def fit(self, profile: Profile | str | None = None, device=None, *, seed: int = 0,
@@ -219,20 +239,21 @@ class Recipe:
         checkpoint ``folder/checkpoints/<name>-<profile>.pt`` (resumed or reloaded when it
         exists), and writes the history to ``folder/runs/<name>-<profile>.json``.
         """
-        from . import distributed as dist
-        from .train import train_ch5, try_gpu
-
         profile = _profile(profile)
         r = self.for_profile(profile)
-        train_iter, test_iter = r.data(profile, seed=seed, root=root)
+        device = as_device(device, default=try_gpu())
+        train_iter, test_iter = r.data(profile, seed=seed, root=root, device=device)
         if dist.is_main():
-            print(self.plan(profile, train_iter, test_iter), flush=True)
+            print(self.plan(profile, train_iter, test_iter, device=device), flush=True)
         net, optimizer, scheduler = r.build(seed, total_steps=len(train_iter) * r.epochs(profile))
         ckpt, runs = self.files(profile, folder)
-        train_kwargs.setdefault("channels_last", r.channels_last)
+        # NHWC was measured to help on this book's CPU; on a GPU it helps with tensor cores
+        # (fp16/bf16), and rarely in fp32, so there the precision policy decides.
+        on_gpu = device.type == "cuda"
+        train_kwargs.setdefault("channels_last", r.channels_last and (
+            not on_gpu or precision_policy(device, train_kwargs.get("amp", False)).channels_last))
         train_kwargs.setdefault("probe_images", profile.probe_images)
-        history = train_ch5(net, train_iter, test_iter, r.batch_size, optimizer,
-                            device if device is not None else try_gpu(), r.epochs(profile),
+        history = train_ch5(net, train_iter, test_iter, r.batch_size, optimizer, device, r.epochs(profile),
                             scheduler=scheduler, checkpoint=ckpt, resume=resume,
                             profile=profile.name, **train_kwargs)
         if save and dist.is_main():

@@ -36,7 +36,7 @@ def recipes() -> dict:
 def main(argv: list[str] | None = None) -> int:
     from . import distributed as dist
     from .profile import PROFILES, get_profile
-    from .train import _as_device, try_gpu
+    from .devices import as_device, try_gpu
 
     found = recipes()
     p = argparse.ArgumentParser(prog="python -m d2lutils.run", description=__doc__.splitlines()[0])
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.folder) if args.folder else (Path("notebooks") if Path("notebooks").is_dir() else Path("."))
     try:
         profile = get_profile(args.profile)
-        device = _as_device(args.device) if args.device else try_gpu()
+        device = as_device(args.device) if args.device else try_gpu()
         amp = {"auto": True, "off": False, "bf16": "bf16", "fp16": "fp16"}[args.amp]
         recipe = found[args.recipe]
         if args.images is not None or args.test_images is not None:

@@ -11,29 +11,24 @@ epochs. What is saved lives in :mod:`~d2lutils.checkpoint`, what is measured in
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import math
 import os
 import sys
 import time
-import traceback
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
 from . import distributed as dist
-from .checkpoint import CheckpointLock, TrainState, check_writable, run_record
-from .checks import check_loss_value, check_train_args, num_batches, split_output
-from .devices import (amp_dtype, as_device, compile_supported, device_name, make_grad_scaler,
-                      precision_policy, set_seed, try_gpu)
-from .errors import ArgumentError, TrainingDivergedError
+from .checkpoint import CheckpointLock
+from .checks import check_divergence, check_loss_value, check_train_args, set_baseline, split_output
+from .devices import amp_dtype, as_device, device_name, make_grad_scaler, precision_policy, set_seed, try_gpu
+from .errors import ArgumentError, TrainingDivergedError  # noqa: F401  (re-exported)
 from .history import History, epoch_line, header_line, probe_line
 from .metrics import Accumulator
-from .notebook import in_notebook
+from .notebook import progress_bar_class
 from .plot import LiveCurves
+from .runstate import Run, batches_from, out_of_memory_error, resume_run, setup_run
 
 __all__ = ["History", "TrainingDivergedError", "try_gpu", "device_name", "set_seed", "amp_dtype",
            "make_grad_scaler", "evaluate_accuracy", "train_ch5"]
@@ -109,97 +104,13 @@ def evaluate_accuracy(data_iter, net, device: str | torch.device | None = None, 
     return correct.item() / n
 
 
-@dataclasses.dataclass
-class _Run:
-    """What one ``train_ch5`` call fixed before training: the pieces, the data, the marks."""
-
-    net: nn.Module
-    model: nn.Module              # net, wrapped by DDP and compile where they apply
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    loss: Callable
-    device: torch.device
-    autocast: Any
-    scaler: torch.amp.GradScaler
-    state: TrainState
-    history: History
-    train_iter: Any
-    test_iter: Any
-    probe_iter: Any
-    sharded_test: bool
-    n_batches: int | None
-    point_marks: set[int]
-    probe_marks: set[int]
-    num_epochs: int
-    batch_size: int
-    channels_last: bool
-    check_every: int
-    diverge_factor: float
-    aux_weight: float
-    rank: int
-    main: bool
-    progress: bool
-    live_plot: bool
-    baseline: float | None = None
-    batch_shape: tuple[int, ...] | None = None
-
-    def say(self, text: str) -> None:
-        if self.main:
-            print(text, flush=True)
-
-
-def _count(it) -> int | None:
-    """Examples per pass: our iterators know it; a DataLoader's sized dataset does."""
-    if hasattr(it, "num_examples"):
-        return int(it.num_examples)
-    ds = getattr(it, "dataset", None)
-    try:
-        return len(ds) if ds is not None else None
-    except TypeError:   # an IterableDataset has no length
-        return None
-
-
-def _marks(n_batches: int, parts: int) -> list[int]:
-    """Batch counts that split an epoch of ``n_batches`` into ``parts`` near-equal stretches."""
-    return sorted({max(1, round(n_batches * k / parts)) for k in range(1, parts + 1)})
-
-
 def _sync(device: torch.device) -> None:
     """Wait for the GPU's queued work, so that a clock read after it means something."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _check_divergence(run: _Run, window: Accumulator, epoch: int, batch: int | None) -> None:
-    total, n = window.reduced()
-    if n == 0 or run.baseline is None:
-        return
-    mean = total / n
-    where = f"epoch {epoch + 1}" + (f", by batch {batch + 1}" if batch is not None else "")
-    lrs = sorted({float(g["lr"]) for g in run.optimizer.param_groups})
-    saved = run.state.exists()
-    advice = (f"Lower the learning rate (now {lrs}), check the initialisation, or normalise the "
-              "inputs; then train again" + (f" (the last good state is in {run.state.path})." if saved else "."))
-    if not math.isfinite(mean):
-        raise TrainingDivergedError(f"The training loss became {mean} ({where}). The weights are now "
-                                    f"garbage. {advice}")
-    if mean > run.diverge_factor * run.baseline:
-        raise TrainingDivergedError(
-            f"The training loss exploded to {mean:.4g} ({where}), over {run.diverge_factor:g} times "
-            f"its start ({run.baseline:.4g}), though it is still finite. {advice}")
-
-
-def _set_baseline(run: _Run, l_sum: torch.Tensor, n: int, classes: int) -> None:
-    """The scale against which a loss has "exploded": the untrained loss (kept across
-    resumes), or ln(classes), the loss of a uniform guess, whichever is larger."""
-    h = run.history
-    if h.first_loss is None:
-        total, count = dist.all_sum([float(l_sum), float(n)], run.device).tolist()
-        h.first_loss = total / max(count, 1)
-    run.baseline = max(h.first_loss, math.log(classes) if classes > 1 else 0.0, 1e-12)
-
-
-def _evaluate(run: _Run, data_iter) -> float:
+def _evaluate(run: Run, data_iter) -> float:
     model = run.model
     was_training = model.training
     model.eval()
@@ -221,16 +132,7 @@ def _curve_point(h: History, sums: list[float], at: float) -> None:
     h.step_acc.append(correct / n)
 
 
-def _batches(run: _Run, skip: int):
-    if skip and hasattr(run.train_iter, "iter_from"):
-        return run.train_iter.iter_from(skip)
-    batches = iter(run.train_iter)
-    for _ in range(skip):   # any other iterable: make and drop the batches already seen
-        next(batches)
-    return batches
-
-
-def _train_epoch(run: _Run, epoch: int, skip: int, carried: dict, bar_class, live) -> None:
+def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live) -> None:
     """Train one epoch (from batch ``skip`` on a resume), record its curve, evaluate, save."""
     h, dev = run.history, run.device
     epoch_sums, segment, window = Accumulator(3, dev), Accumulator(3, dev), Accumulator(2, dev)
@@ -239,7 +141,7 @@ def _train_epoch(run: _Run, epoch: int, skip: int, carried: dict, bar_class, liv
         loss_sum, correct, n = carried["ranks"][run.rank]
         epoch_sums.data = [torch.tensor(loss_sum, device=dev), torch.tensor(int(correct), device=dev), int(n)]
         done_before, train_time = carried["seconds"], carried["train_time"]
-    bar = bar_class(_batches(run, skip), desc=f"epoch {epoch + 1}/{run.num_epochs}", leave=False,
+    bar = bar_class(batches_from(run, skip), desc=f"epoch {epoch + 1}/{run.num_epochs}", leave=False,
                     disable=not run.progress, mininterval=1.0, total=run.n_batches, initial=skip)
     t_train = time.perf_counter()
     for i, (X, y) in enumerate(_to_device(bar, dev, run.channels_last), start=skip):
@@ -252,10 +154,10 @@ def _train_epoch(run: _Run, epoch: int, skip: int, carried: dict, bar_class, liv
             acc.add(l_sum, c, y.numel())
         window.add(l_sum, y.numel())
         if run.baseline is None:
-            _set_baseline(run, l_sum, y.numel(), y_hat.shape[-1])
+            set_baseline(run, l_sum, y.numel(), y_hat.shape[-1])
         at_point = i + 1 in run.point_marks and i + 1 < (run.n_batches or 0)
         if (i + 1) % run.check_every == 0 or at_point:
-            _check_divergence(run, window, epoch, i)
+            check_divergence(run, window, epoch, i)
             window.reset()
         if not at_point:
             continue
@@ -276,7 +178,7 @@ def _train_epoch(run: _Run, epoch: int, skip: int, carried: dict, bar_class, liv
         t_train = time.perf_counter()
     _sync(dev)
     train_time += time.perf_counter() - t_train
-    _check_divergence(run, window, epoch, None)
+    check_divergence(run, window, epoch, None)
     loss_sum, correct, n = epoch_sums.reduced()
     if n == 0:
         raise ArgumentError("train_iter yielded no batch: it holds no images")
@@ -297,126 +199,6 @@ def _train_epoch(run: _Run, epoch: int, skip: int, carried: dict, bar_class, liv
     run.say(epoch_line(h, -1))
     if live is not None:
         live.update(h)
-
-
-def _progress_bar_class(progress: bool):
-    """tqdm's widget bar in a notebook with ipywidgets, its text bar elsewhere."""
-    if progress and in_notebook():
-        try:
-            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
-            from tqdm.notebook import tqdm
-            return tqdm
-        except ImportError:
-            pass
-    from tqdm.std import tqdm
-    return tqdm
-
-
-def _wrap(net: nn.Module, device: torch.device, world: int, compile: bool, say) -> nn.Module:
-    model = net
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        ok, why = compile_supported(device)
-        if ok:
-            model = torch.compile(model)  # `net` keeps the weights and their names
-        else:
-            say(f"compile=True skipped: {why}")
-    return model
-
-
-def _setup(net, train_iter, test_iter, *, batch_size, optimizer, device, num_epochs, loss, checkpoint,
-           scheduler, amp, channels_last, compile, profile, check_every, points_per_epoch,
-           probes_per_epoch, probe_images, diverge_factor, live_plot, progress, aux_weight) -> _Run:
-    world, rank = dist.world_size(), dist.rank()
-    precision = precision_policy(device, amp)
-    net = net.to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    n_train, n_test = _count(train_iter), _count(test_iter)
-    scaler = precision.grad_scaler(device)
-    # The record is taken now, from the net as built and the optimizer as built,
-    # before any checkpoint is read: a refused resume leaves both untouched.
-    record = run_record(net, optimizer, scheduler, profile=profile, n_train=n_train, n_test=n_test,
-                        batch_size=batch_size, resize=_resize_of(train_iter),
-                        data_seed=getattr(train_iter, "seed", None), loss=type(loss).__name__,
-                        precision=precision.name, world_size=world)
-    path = None
-    if checkpoint is not None:
-        path = check_writable(checkpoint) if rank == 0 else Path(checkpoint)
-    state = TrainState(net, optimizer, scheduler, scaler, record,
-                       {"n_train": n_train, "n_test": n_test, "batch_size": batch_size, "profile": profile},
-                       path, device, rank=rank, world=world)
-    sharded_test = world > 1 and hasattr(test_iter, "shard")
-    if world > 1 and hasattr(train_iter, "shard"):   # each rank reads its share of every batch
-        train_iter = train_iter.shard(rank, world)
-    if sharded_test:
-        test_iter = test_iter.shard(rank, world)
-    n_batches = num_batches(train_iter)
-    probe_iter = None
-    if probes_per_epoch > 1 and n_batches and hasattr(test_iter, "subset") and n_test:
-        probe_iter = test_iter.subset(min(probe_images, n_test))
-    probe_marks = set(_marks(n_batches, probes_per_epoch)[:-1]) if probe_iter is not None else set()
-    # every probe is also a point of the training curve (and where a checkpoint is written)
-    point_marks = set(_marks(n_batches, points_per_epoch)) | probe_marks if n_batches else set()
-    history = History(device=device_name(device), profile=profile, n_train=n_train, n_test=n_test,
-                      world_size=world, precision=precision.name,
-                      probe_n=probe_iter.num_examples * (world if sharded_test else 1)
-                      if probe_iter is not None else None)
-    main = rank == 0
-    say = (lambda text: print(text, flush=True)) if main else (lambda text: None)
-    return _Run(net=net, model=_wrap(net, device, world, compile, say), optimizer=optimizer,
-                scheduler=scheduler, loss=loss, device=device, autocast=precision.autocast(device),
-                scaler=scaler, state=state, history=history, train_iter=train_iter, test_iter=test_iter,
-                probe_iter=probe_iter, sharded_test=sharded_test, n_batches=n_batches,
-                point_marks=point_marks, probe_marks=probe_marks, num_epochs=num_epochs,
-                batch_size=batch_size, channels_last=channels_last, check_every=check_every,
-                diverge_factor=diverge_factor, aux_weight=aux_weight, rank=rank, main=main,
-                progress=bool(progress if progress is not None else os.environ.get("D2L_PROGRESS", "1") != "0")
-                and main, live_plot=bool(live_plot if live_plot is not None else in_notebook()) and main)
-
-
-def _resize_of(it) -> Any:
-    size = getattr(it, "size", None)
-    return list(size) if isinstance(size, tuple) else size
-
-
-def _resume(run: _Run) -> tuple[int, int, dict]:
-    state = run.state.resume()
-    if state is None:
-        return 0, 0, {}
-    run.history = History.from_dict(state["history"])
-    start, start_batch = state["epoch"], state.get("batch", 0)
-    if start >= run.num_epochs:
-        verb = "loaded a finished run"
-    elif start_batch:
-        verb = f"resuming in epoch {start + 1} after batch {start_batch}"
-    else:
-        verb = f"resuming after epoch {start}"
-    run.say(f"{verb} from {state['path']}")
-    return start, start_batch, state.get("progress") or {}
-
-
-def _out_of_memory(run: _Run, err: BaseException) -> RuntimeError:
-    """Free what the failed step held, then say what to change, in a way that works."""
-    traceback.clear_frames(err.__traceback__)   # the batch and its activations live in those frames
-    run.optimizer.zero_grad(set_to_none=True)
-    gc.collect()
-    if run.device.type == "cuda":
-        torch.cuda.empty_cache()
-        held = f" The net and optimizer still hold {torch.cuda.memory_allocated(run.device) / 2**30:.2f} GB;"
-    else:
-        held = ""
-    ckpt = run.state.path
-    new_run = (f" A smaller batch is a new run: give it another checkpoint file (or delete {ckpt}), "
-               "since resume=True refuses a checkpoint written with another batch size."
-               if ckpt is not None and run.state.exists() else "")
-    return RuntimeError(
-        f"{device_name(run.device)} ran out of memory on a batch of shape {run.batch_shape or '?'}. Lower the batch size "
-        "(e.g. batch_size=32) or the resize (e.g. resize=96), or pass amp=True to halve activation memory."
-        + new_run + held + (" `del net, optimizer` or restart the kernel to free them." if held else ""))
 
 
 def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_size: int,
@@ -512,7 +294,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
     device = as_device(device, default=try_gpu())
     device, started_group = dist.join(device)   # under torchrun: join the group, pick this rank's GPU
     args.update(device=device, profile=profile or os.environ.get("D2L_PROFILE") or "custom")
-    run = _setup(net, train_iter, test_iter, **args)
+    run = setup_run(net, train_iter, test_iter, **args)
     lock = CheckpointLock(run.state.path) if (run.state.path is not None and run.main) else None
     try:
         if lock is not None:
@@ -525,14 +307,14 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
             dist.leave()
 
 
-def _fit(run: _Run, resume: bool) -> History:
-    start, start_batch, carried = _resume(run) if resume else (0, 0, {})
+def _fit(run: Run, resume: bool) -> History:
+    start, start_batch, carried = resume_run(run) if resume else (0, 0, {})
     h = run.history
     procs = f"{run.state.world} processes ({dist.backend_for(run.device)}), each " if run.state.world > 1 else ""
     run.say(header_line(h, device_name(run.device), run.num_epochs, run.batch_size, procs))
     for e in range(len(h.epoch)):
         run.say(epoch_line(h, e))
-    bar_class = _progress_bar_class(run.progress)
+    bar_class = progress_bar_class(run.progress)
     live = LiveCurves() if run.live_plot else None
     run.net.train()
     try:
@@ -546,7 +328,7 @@ def _fit(run: _Run, resume: bool) -> History:
                   file=sys.stderr, flush=True)
         if isinstance(err, torch.cuda.OutOfMemoryError) or (
                 isinstance(err, RuntimeError) and "out of memory" in str(err).lower()):
-            raise _out_of_memory(run, err) from err
+            raise out_of_memory_error(run, err) from err
         raise
     finally:
         if live is not None:

@@ -124,10 +124,14 @@ def test_shards_are_disjoint_and_make_up_each_batch(raw_dir):
 def test_amp_picks_bf16_fp16_or_fp32(monkeypatch):
     assert d2l.amp_dtype("cpu") is None and d2l.amp_dtype("cpu", False) is None   # fp32 on a CPU
     assert d2l.amp_dtype("cpu", "bf16") is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)      # A100, H100, L4
+    # by compute capability; torch.cuda.is_bf16_supported() is True on a T4 too (emulated)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))   # A100, H100, L4
     assert d2l.amp_dtype("cuda") is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)     # T4, P100
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))   # T4
     assert d2l.amp_dtype("cuda") is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (6, 0))   # P100
+    assert d2l.amp_dtype("cuda") is None
     assert d2l.make_grad_scaler("cpu", torch.float16) is not None
     assert d2l.make_grad_scaler("cuda", torch.bfloat16) is None and d2l.make_grad_scaler("cpu", None) is None
     with pytest.raises(d2l.ArgumentError, match="amp must be"):
