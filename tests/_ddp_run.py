@@ -23,6 +23,7 @@ p.add_argument("--resume", action="store_true")
 p.add_argument("--epochs", type=int, default=2)
 p.add_argument("--kill-at", default=None)
 p.add_argument("--fail-at", default=None)
+p.add_argument("--n-train", type=int, default=640)
 a = p.parse_args()
 
 torch.set_num_threads(1)
@@ -31,7 +32,7 @@ net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                     nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                     nn.Linear(400, 64), nn.ReLU(), nn.Linear(64, 10))   # no dropout: same maths on any split
 optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-train_iter, test_iter = d2l.load_data_fashion_mnist(64, root=a.root, n_train=640, n_test=200, seed=3)
+train_iter, test_iter = d2l.load_data_fashion_mnist(64, root=a.root, n_train=a.n_train, n_test=200, seed=3)
 
 
 class Stop:

@@ -4,6 +4,7 @@ separate OS processes that exchange gradients through torch.distributed."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -83,6 +84,17 @@ def test_a_failing_rank_brings_the_job_down_with_a_message(raw_dir, tmp_path):
     assert run.returncode != 0
     assert "rank 1 of 2 failed: RuntimeError: rank 1: simulated failure" in run.stderr
     assert time.perf_counter() - t0 < 150                      # no hang waiting for rank 1
+
+
+def test_a_rank_with_an_empty_last_shard_does_not_end_the_run(raw_dir, tmp_path):
+    """641 images in batches of 64: the last batch holds one image, so rank 1 gets none.
+    Its cross-entropy over no images would be NaN, spread by DDP to every rank."""
+    run = torchrun(str(SCRIPT), "--root", str(raw_dir), "--out", str(tmp_path / "x.pt"), "--n-train", "641",
+                   "--epochs", "1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    h = weights(tmp_path / "x.pt")["history"]
+    assert h["n_train"] == 641 and all(map(math.isfinite, h["train_loss"]))
+    assert "destroy_process_group" not in run.stderr      # the group d2lutils started is ended
 
 
 def test_cli_lists_and_trains_a_chapter_recipe(tmp_path):

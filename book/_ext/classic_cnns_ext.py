@@ -5,9 +5,9 @@
 * A Kaggle link in the theme's launch menu, built from the same repository URL
   as the Colab and Binder buttons.
 * ``{stored-runs}``: a table of the training runs stored in the notebooks
-  (device, profile, images, epochs, wall time), read from their outputs.
+  (device, profile, images, epochs, wall time), read from ``notebooks/runs/*.json``.
 * ``{chapter-costs}``: each chapter's execution time and peak memory, read from the
-  stored cells' timing metadata and the peak-memory line of its last cell.
+  stored cells' timing metadata and the peak memory the chapter glued.
 """
 
 from __future__ import annotations
@@ -63,11 +63,8 @@ def _add_kaggle(app: Sphinx, pagename, templatename, context, doctree) -> None:
         })
 
 
-_DONE = re.compile(r"done: (?P<device>.+?) \| profile (?P<profile>\S+) \| (?P<n_train>[\d,]+) train images x "
-                   r"(?P<epochs>\d+) epoch\(s\) \| (?P<minutes>[\d.]+) min \| test acc (?P<acc>[\d.]+) "
-                   r"on (?P<n_test>[\d,]+) images")
-_PLAN = re.compile(r"^(?P<recipe>[a-z0-9][\w.-]*): (?:SGD|Adam|AdamW) ")
-_PEAK = re.compile(r"peak memory of this notebook's process: (?P<gb>[\d.]+) GB")
+_RECIPE = re.compile(r"""(?:Recipe\(\s*|name=)["']([A-Za-z0-9][\w.-]*)["']""")
+_GLUE = "application/papermill.record/text/plain"
 
 
 def _chapter_title(nb: dict, fallback: str) -> str:
@@ -75,53 +72,76 @@ def _chapter_title(nb: dict, fallback: str) -> str:
                  for l in "".join(c["source"]).splitlines() if l.startswith("# ")), fallback)
 
 
-def _texts(cell) -> list[str]:
-    return ["".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+def _chapters(notebooks: Path) -> dict[str, tuple[str, dict]]:
+    """Each notebook's stem -> (title, notebook)."""
+    out = {}
+    for nb_path in sorted(notebooks.glob("*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        out[nb_path.stem] = (_chapter_title(nb, nb_path.stem), nb)
+    return out
+
+
+def _recipe_homes(chapters: dict[str, tuple[str, dict]]) -> dict[str, str]:
+    """Recipe name -> title of the chapter whose code defines it (read from the code, not
+    from anything printed)."""
+    homes = {}
+    for title, nb in chapters.values():
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                for name in _RECIPE.findall("".join(cell["source"])):
+                    homes.setdefault(name, title)
+    return homes
 
 
 def stored_runs(notebooks: Path) -> list[dict]:
-    """Every ``train_ch5`` run printed in the stored notebook outputs, with the recipe
-    named by the plan line printed before it (when there is one)."""
+    """Every run stored in ``notebooks/runs/*.json`` (the History files the chapters write),
+    with the chapter whose code defines its recipe."""
+    homes = _recipe_homes(_chapters(notebooks))
     runs = []
-    for nb_path in sorted(notebooks.glob("*.ipynb")):
-        nb = json.loads(nb_path.read_text())
-        title = _chapter_title(nb, nb_path.stem)
-        for cell in nb["cells"]:
-            when = cell.get("metadata", {}).get("execution", {}).get("iopub.execute_input", "")[:10]
-            recipe = ""
-            for text in _texts(cell):
-                for line in text.splitlines():
-                    if m := _PLAN.match(line):
-                        recipe = m["recipe"]
-                    elif m := _DONE.search(line):
-                        runs.append({"chapter": title, "page": nb_path.stem, "recipe": recipe, **m.groupdict(),
-                                     "date": when})
-                        recipe = ""
-    return runs
+    for path in sorted((notebooks / "runs").glob("*.json")):
+        h = json.loads(path.read_text())
+        if not h.get("epoch"):
+            continue
+        recipe = path.stem.rsplit("-", 1)[0]
+        procs = f"{h['world_size']} x " if h.get("world_size", 1) > 1 else ""
+        runs.append({"chapter": homes.get(recipe, ""), "recipe": recipe, "device": procs + h["device"],
+                     "profile": h["profile"], "n_train": f"{h['n_train']:,}", "epochs": len(h["epoch"]),
+                     "minutes": f"{sum(h['seconds']) / 60:.1f}", "acc": f"{h['test_acc'][-1]:.3f}",
+                     "n_test": f"{h['n_test']:,}"})
+    order = list(dict.fromkeys(homes.values()))
+    return sorted(runs, key=lambda r: (order.index(r["chapter"]) if r["chapter"] in order else len(order),
+                                       r["recipe"]))
+
+
+def _glued_peak(cell) -> str:
+    """The peak memory a cell stored with ``d2l.report_peak_memory(name)`` (glued as
+    ``peak_memory`` or ``<chapter>_peak``), or ''."""
+    for o in cell.get("outputs", []):
+        name = o.get("metadata", {}).get("scrapbook", {}).get("name", "")
+        if (name == "peak_memory" or name.endswith("_peak")) and _GLUE in o.get("data", {}):
+            return "".join(o["data"][_GLUE]).strip("'\"")
+    return ""
 
 
 def chapter_costs(notebooks: Path) -> list[dict]:
     """Per chapter: the wall time of its stored execution (sum of the cells' times) and the
-    peak memory its last cell reported."""
+    peak memory it glued."""
     from datetime import datetime
 
     out = []
-    for nb_path in sorted(notebooks.glob("*.ipynb")):
-        nb = json.loads(nb_path.read_text())
-        seconds, peak, profile = 0.0, "", ""
+    runs = stored_runs(notebooks)
+    for stem, (title, nb) in _chapters(notebooks).items():
+        seconds, peak = 0.0, ""
         for cell in nb["cells"]:
             ex = cell.get("metadata", {}).get("execution", {})
             if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
                 a = datetime.fromisoformat(ex["iopub.execute_input"].replace("Z", "+00:00"))
                 b = datetime.fromisoformat(ex["shell.execute_reply"].replace("Z", "+00:00"))
                 seconds += (b - a).total_seconds()
-            for text in _texts(cell):
-                if m := _PEAK.search(text):
-                    peak = m["gb"]
-                if not profile and (m := re.search(r"^profile (\w+):", text, re.M)):
-                    profile = m[1]
-        out.append({"chapter": _chapter_title(nb, nb_path.stem), "profile": profile,
-                    "minutes": f"{seconds / 60:.1f}", "peak_gb": peak})
+            peak = _glued_peak(cell) or peak
+        profiles = sorted({r["profile"] for r in runs if r["chapter"] == title})
+        out.append({"chapter": title, "profile": ", ".join(profiles), "minutes": f"{seconds / 60:.1f}",
+                    "peak_gb": peak.replace(" GB", "")})
     return out
 
 
@@ -154,15 +174,15 @@ class StoredRuns(Directive):
     def run(self):
         env = self.state.document.settings.env
         folder = Path(env.srcdir) / "notebooks"
-        for nb in folder.glob("*.ipynb"):
-            env.note_dependency(str(nb))  # rebuild this page when a notebook changes
+        for f in [*folder.glob("*.ipynb"), *folder.glob("runs/*.json")]:
+            env.note_dependency(str(f))  # rebuild this page when a notebook or a run changes
         runs = stored_runs(folder)
         if not runs:
             return [nodes.paragraph(text="No stored training runs yet.")]
         cols = ["chapter", "run", "device", "profile", "train images", "epochs", "minutes", "test acc",
-                "test images", "date"]
+                "test images"]
         return [_table(cols, [[r["chapter"], r["recipe"], r["device"], r["profile"], r["n_train"], r["epochs"],
-                               r["minutes"], r["acc"], r["n_test"], r["date"]] for r in runs])]
+                               r["minutes"], r["acc"], r["n_test"]] for r in runs])]
 
 
 class ChapterCosts(Directive):
