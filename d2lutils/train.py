@@ -28,7 +28,7 @@ from .history import History, epoch_line, header_line, probe_line
 from .metrics import Accumulator
 from .notebook import progress_bar_class
 from .plot import LiveCurves
-from .runstate import Run, batches_from, out_of_memory_error, resume_run, setup_run
+from .runstate import Run, batches_from, epoch_marks, out_of_memory_error, resume_run, setup_run
 
 __all__ = ["History", "TrainingDivergedError", "try_gpu", "device_name", "set_seed", "amp_dtype",
            "make_grad_scaler", "evaluate_accuracy", "train_ch5"]
@@ -132,6 +132,12 @@ def _curve_point(h: History, sums: list[float], at: float) -> None:
     h.step_acc.append(correct / n)
 
 
+def printed_epochs(num_epochs: int) -> set[int]:
+    """The epochs whose line is printed: the first and four evenly spaced ones, the last
+    included, so a 10-epoch run prints 5 lines and a training cell stays short."""
+    return {1, *epoch_marks(num_epochs, min(num_epochs, 4))}
+
+
 def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live) -> None:
     """Train one epoch (from batch ``skip`` on a resume), record its curve, evaluate, save."""
     h, dev = run.history, run.device
@@ -170,7 +176,8 @@ def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live
             h.probe_acc.append(_evaluate(run, run.probe_iter))
             elapsed = done_before + time.perf_counter() - t0
             ranks = dist.gather_objects([float(epoch_sums[0]), int(epoch_sums[1]), int(epoch_sums[2])])
-            run.say(probe_line(h, sum(r[2] for r in ranks), elapsed))
+            if run.num_epochs == 1:   # a longer run prints whole epochs only (the plot has the rest)
+                run.say(probe_line(h, sum(r[2] for r in ranks), elapsed))
             run.state.save(h, epoch, batch=i + 1,
                            progress={"ranks": ranks, "seconds": elapsed, "train_time": train_time})
         if live is not None:
@@ -196,7 +203,8 @@ def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live
     h.seconds.append(done_before + time.perf_counter() - t0)
     h.images_per_sec.append(n / max(train_time, 1e-9))
     run.state.save(h, epoch + 1)
-    run.say(epoch_line(h, -1))
+    if h.epoch[-1] in printed_epochs(run.num_epochs):
+        run.say(epoch_line(h, -1))
     if live is not None:
         live.update(h)
 
@@ -313,7 +321,8 @@ def _fit(run: Run, resume: bool) -> History:
     procs = f"{run.state.world} processes ({dist.backend_for(run.device)}), each " if run.state.world > 1 else ""
     run.say(header_line(h, device_name(run.device), run.num_epochs, run.batch_size, procs))
     for e in range(len(h.epoch)):
-        run.say(epoch_line(h, e))
+        if h.epoch[e] in printed_epochs(run.num_epochs):
+            run.say(epoch_line(h, e))
     bar_class = progress_bar_class(run.progress)
     live = LiveCurves() if run.live_plot else None
     run.net.train()

@@ -131,3 +131,34 @@ def test_committed_runs_are_the_chapters_and_small():
             continue
         assert p.stat().st_size < 200_000, p
         assert json.loads(p.read_text())["profile"] in ("cpu", "full"), p
+
+
+_MODULE_PRINTOUT = re.compile(r"^\w+\(\n\s+\(\w+\): ", re.M)
+
+
+def _printed(cell) -> str:
+    return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                   for o in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("nb", [*NOTEBOOKS, *PAGES], ids=lambda p: p.stem)
+def test_no_stored_text_output_is_a_long_log(nb):
+    """A page carries the plan, a few progress points and the result; the full curve is
+    in the plot."""
+    long = [(c.get("id"), len(_printed(c).splitlines())) for c in cells(nb)
+            if c["cell_type"] == "code" and len(_printed(c).splitlines()) > 40]
+    assert not long, f"cells storing more than 40 lines of text: {long}"
+
+
+@pytest.mark.parametrize("nb", [*NOTEBOOKS, *PAGES], ids=lambda p: p.stem)
+def test_a_module_printout_comes_only_from_a_cell_that_prints_the_net(nb):
+    """``print(net)`` or a bare ``net`` at the end of a cell, as the seeds do, is meant;
+    a printout from a trailing ``net.to(device)`` is noise."""
+    stray = []
+    for c in cells(nb):
+        if c["cell_type"] != "code" or not _MODULE_PRINTOUT.search(_printed(c)):
+            continue
+        last = [l for l in src(c).splitlines() if l.strip() and not l.lstrip().startswith("#")][-1].strip()
+        if not re.fullmatch(r"(print\(\w+\)|\w+)", last):
+            stray.append((c.get("id"), last))
+    assert not stray, f"module printouts from cells not meant to print a net: {stray}"
