@@ -368,3 +368,19 @@ def test_wrong_idx_dims_for_a_known_name_is_named(raw_dir, isolated):
     shutil.copy(root / "t10k-labels-idx1-ubyte", root / "t10k-images-idx3-ubyte")
     with pytest.raises(d2l.CorruptDatasetError, match="t10k-images-idx3-ubyte: not an idx3"):
         d2l.read_fashion_mnist(False, root, download=False)
+
+
+def test_cli_passes_counts_in_range_through(no_training):
+    from d2lutils.run import main
+
+    with pytest.raises(AssertionError, match=r"cpu_images=500, cpu_test_images=200"):
+        main(["lenet", "--profile", "cpu", "--images", "500", "--test-images", "200"])
+
+
+def test_init_names_a_bad_timeout_before_joining(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("D2L_DIST_TIMEOUT", "soon")
+    with pytest.raises(d2l.ArgumentError, match=r"\$D2L_DIST_TIMEOUT='soon'"):
+        dist.init(torch.device("cpu"))
+    assert not torch.distributed.is_initialized()
