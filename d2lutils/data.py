@@ -283,7 +283,7 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
             return c
     if os.environ.get(ENV_DATA):
         _refuse_env_folder(Path(os.environ[ENV_DATA]).expanduser())
-    debian = Path(os.environ.get("D2L_DEBIAN_DIR", DEBIAN_DIR))
+    debian = Path(os.environ.get("D2L_DEBIAN_DIR") or DEBIAN_DIR)   # empty means unset, not "."
     if all((debian / (n + ".gz")).is_file() for n in FILES):
         dst = cache_dir() / "FashionMNIST" / "raw"
         _decompress_verified(debian, dst)

@@ -60,7 +60,7 @@ class timed:
     def __exit__(self, *exc) -> None:
         import time
 
-        from .train import device_name, try_gpu
+        from .devices import device_name, try_gpu
 
         secs = time.perf_counter() - self.t0
         took = f"{secs / 60:.1f} min" if secs >= 90 else f"{secs:.0f} s"

@@ -384,3 +384,29 @@ def test_init_names_a_bad_timeout_before_joining(monkeypatch):
     with pytest.raises(d2l.ArgumentError, match=r"\$D2L_DIST_TIMEOUT='soon'"):
         dist.init(torch.device("cpu"))
     assert not torch.distributed.is_initialized()
+
+
+def test_empty_debian_variable_means_the_default_not_the_working_folder(debian_dir, isolated, monkeypatch):
+    here = isolated / "here"
+    here.mkdir()
+    for f in debian_dir.iterdir():                                 # damaged copies in the working folder
+        (here / f.name).write_bytes(b"\x1f\x8b not Debian's")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("D2L_DEBIAN_DIR", "")
+    if not data_mod.DEBIAN_DIR.is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist at its usual place")
+    assert d2l.find_fashion_mnist(download=False) == isolated / "cache" / "FashionMNIST" / "raw"
+
+
+# ---- 7d. errors from inside torch: a probe input too large to allocate ----------------
+
+@pytest.mark.parametrize("shape", [(1, 1, 10**6, 10**6), (10**10, 10**10, 10**10)], ids=["4TB", "overflow"])
+def test_layer_table_input_too_large_is_named(shape):
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3))
+    with pytest.raises(d2l.ArgumentError, match=r"input_shape=.*GiB"):
+        d2l.layer_table(net, shape)
+
+
+def test_count_params_of_a_non_module_is_named():
+    with pytest.raises(d2l.ArgumentError, match="net must be a torch.nn.Module"):
+        d2l.count_params([torch.zeros(3)])
