@@ -122,6 +122,15 @@ def _home(net: nn.Module) -> torch.device:
     return t.device if t is not None else torch.device("cpu")
 
 
+def check_input_shape(input_shape, name: str = "input_shape") -> None:
+    """Raise :class:`ArgumentError` unless ``input_shape`` is a tuple (or list) of at
+    least two positive ints, the batch first."""
+    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape)):
+        raise ArgumentError(f"{name} must be a tuple of positive ints with the batch first, e.g. "
+                            f"(1, 1, 224, 224); got {input_shape!r}")
+
+
 def _probe_input(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """A zero input of ``shape``, or an ArgumentError saying it does not fit in memory
     (torch's own message is an allocator's, with no word of ``input_shape``)."""
@@ -157,10 +166,7 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
     """
     if not isinstance(net, nn.Module):
         raise ArgumentError(f"net must be a torch.nn.Module; got {type(net).__name__}")
-    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape)):
-        raise ArgumentError(f"input_shape must be a tuple of positive ints with the batch first, e.g. "
-                            f"(1, 1, 224, 224); got {input_shape!r}")
+    check_input_shape(input_shape)
     check_int("depth", depth, 1, allow_none=True)
     try:
         device = torch.device(device)

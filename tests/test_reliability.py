@@ -410,3 +410,22 @@ def test_layer_table_input_too_large_is_named(shape):
 def test_count_params_of_a_non_module_is_named():
     with pytest.raises(d2l.ArgumentError, match="net must be a torch.nn.Module"):
         d2l.count_params([torch.zeros(3)])
+
+
+@pytest.mark.parametrize("shape,match", [
+    ((1, 1, 0, 8), "input_shape must be a tuple of positive ints"),
+    ("x", "input_shape must be a tuple of positive ints"),
+    ((1, 2, 8, 8), r"input_shape=\(1, 2, 8, 8\) does not fit this block: node .*conv.*channels"),
+], ids=["zero-side", "str", "wrong-channels"])
+def test_draw_block_names_an_input_it_cannot_take(shape, match, capsys):
+    import matplotlib.pyplot as plt
+
+    with pytest.raises(d2l.ArgumentError, match=match):
+        d2l.draw_block(torch.nn.Conv2d(1, 2, 3), shape)
+    assert "Traceback" not in capsys.readouterr().out          # torch's ShapeProp prints one
+    plt.close("all")
+
+
+def test_draw_net_refuses_a_bad_width():
+    with pytest.raises(d2l.ArgumentError, match="width must be a positive number"):
+        d2l.draw_net(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), (1, 1, 8, 8), width=-1)
