@@ -378,15 +378,32 @@ def read_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None
     return images, labels
 
 
+def _class_takes(counts: list[int], n: int) -> list[int]:
+    """How many examples of each class make ``n`` in all, as evenly as the counts allow.
+
+    Each class gets ``n // K``, the first ``n % K`` one more (as before); where a class
+    has fewer, the others make up the difference, so the subset never silently holds
+    fewer than ``n`` (``n`` is at most ``sum(counts)``).
+    """
+    take, left = [0] * len(counts), min(n, sum(counts))
+    while left:
+        open_ = [c for c in range(len(counts)) if take[c] < counts[c]]
+        q, r = divmod(left, len(open_))
+        for i, c in enumerate(open_):
+            add = min(q + (1 if i < r else 0), counts[c] - take[c])
+            take[c] += add
+            left -= add
+    return take
+
+
 def _balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """Indices of ``n`` examples with the classes as even as possible, in random order."""
     perm = torch.randperm(labels.numel(), generator=generator)
     order = torch.argsort(labels[perm], stable=True)  # shuffled within each class
-    per_class = torch.bincount(labels, minlength=10)
+    per_class = torch.bincount(labels, minlength=10).tolist()
     idx, start = [], 0
-    for c, count in enumerate(per_class.tolist()):
-        take = n // 10 + (1 if c < n % 10 else 0)
-        idx.append(perm[order[start:start + min(take, count)]])
+    for count, take in zip(per_class, _class_takes(per_class, n)):
+        idx.append(perm[order[start:start + take]])
         start += count
     chosen = torch.cat(idx)
     return chosen[torch.randperm(chosen.numel(), generator=generator)]

@@ -117,8 +117,9 @@ def get_profile(name: str | None = None) -> Profile:
     if name is None and os.environ.get(ENV_PROFILE, "").strip():
         name, reason = os.environ[ENV_PROFILE].strip().lower(), f"set by ${ENV_PROFILE}"
         if name not in PROFILES:
-            raise ArgumentError(f"unknown profile {name!r}: ${ENV_PROFILE}={os.environ[ENV_PROFILE]!r}; set it "
-                                f"to one of {', '.join(sorted(PROFILES))}, or unset it to choose by hardware")
+            raise ArgumentError(f"unknown profile {name!r}: ${ENV_PROFILE}={os.environ[ENV_PROFILE]!r}; "
+                                f"set it to one of {', '.join(sorted(PROFILES))}, or unset it to choose "
+                                "by hardware")
     elif name is not None:
         if not isinstance(name, str):
             raise ArgumentError(f"name must be a str, one of {sorted(PROFILES)}; got {name!r}")

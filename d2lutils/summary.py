@@ -140,9 +140,10 @@ def _probe_input(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         n = 1
         for v in shape:
             n *= v
+        why = str(e).splitlines()[0][:120]
         raise ArgumentError(f"input_shape={shape} needs {n * 4 / 2**30:,.1f} GiB for the probe input alone "
-                            f"on {device}, which this machine cannot allocate ({str(e).splitlines()[0][:120]}); "
-                            "use a batch of 1 and the net's own image size") from None
+                            f"on {device}, which this machine cannot allocate ({why}); use a batch of 1 "
+                            "and the net's own image size") from None
 
 
 def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),

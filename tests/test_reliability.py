@@ -96,7 +96,8 @@ def test_right_symlinks_still_load_and_are_remembered(raw_dir, isolated):
 
 @pytest.mark.parametrize("bad", [[-1], [10], [2.5], [True], torch.tensor([3, 11]),
                                  np.array([-2]), [float("nan")], ["3"], "39"],
-                         ids=["-1", "10", "2.5", "bool", "tensor-11", "numpy--2", "nan", "str-in-list", "str"])
+                         ids=["-1", "10", "2.5", "bool", "tensor-11", "numpy--2", "nan", "str-in-list",
+                              "str"])
 def test_labels_outside_0_to_9_get_a_named_error(bad):
     with pytest.raises(d2l.ArgumentError, match=r"labels .*0 to 9"):
         d2l.get_fashion_mnist_labels(bad)
@@ -429,3 +430,31 @@ def test_draw_block_names_an_input_it_cannot_take(shape, match, capsys):
 def test_draw_net_refuses_a_bad_width():
     with pytest.raises(d2l.ArgumentError, match="width must be a positive number"):
         d2l.draw_net(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), (1, 1, 8, 8), width=-1)
+
+
+def test_subset_of_unbalanced_labels_has_the_size_asked_for():
+    """With too few examples of some class, the others make up the difference: n means n."""
+    labels = torch.tensor([0] * 30 + [1] * 3 + [2] * 1)
+    it = d2l.FashionMNISTIter(torch.zeros(34, 28, 28, dtype=torch.uint8), labels, 8)
+    for n in (10, 20, 34):
+        sub = it.subset(n)
+        assert sub.num_examples == n
+        counts = torch.bincount(sub.labels, minlength=3).tolist()
+        assert counts[1:] == [3, 1]                                  # the rare classes are all in
+
+
+def test_balanced_subsets_of_the_real_data_are_unchanged(raw_dir):
+    """The fill-up above changes nothing where every class has enough examples."""
+    tr, te = d2l.load_data_fashion_mnist(64, root=raw_dir, n_train=503, n_test=250, seed=3)
+    assert torch.bincount(tr.labels).tolist() == [51, 51, 51] + [50] * 7
+    assert torch.bincount(te.labels).tolist() == [25] * 10
+
+
+def test_cli_refuses_a_folder_that_is_a_file(no_training, capsys, tmp_path):
+    from d2lutils.run import main
+
+    f = tmp_path / "notes.txt"
+    f.write_text("")
+    assert main(["lenet", "--profile", "quick", "--folder", str(f)]) != 0
+    err = capsys.readouterr().err
+    assert "--folder" in err and "is a file" in err
