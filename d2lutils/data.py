@@ -3,7 +3,8 @@
 Lookup order (first hit wins), see :func:`find_fashion_mnist`:
 
 1. an explicit ``root`` holding the four idx files (``.gz`` or not);
-2. the directory named by ``$D2L_FASHION_MNIST``;
+2. the directory named by ``$D2L_FASHION_MNIST`` (set, it must hold the files: it is
+   not silently skipped);
 3. torchvision's layout under ``root`` (``root/FashionMNIST/raw``);
 4. Debian's package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``),
    decompressed once into a cache and checked against known SHA-256 sums;
@@ -263,8 +264,10 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
         download: allow torchvision's download as the last resort.
 
     Raises:
-        DatasetNotFoundError: nothing found and no download possible.
-        CorruptDatasetError: Debian's files fail their checksum.
+        DatasetNotFoundError: nothing found and no download possible, or
+            ``$D2L_FASHION_MNIST`` names a folder without the four files.
+        CorruptDatasetError: Debian's files fail their checksum or cannot be decompressed,
+            or a file in the cache's place is a folder.
         ArgumentError: a bad argument, or a cache folder that cannot be written.
     """
     if root is not None and not isinstance(root, (str, os.PathLike)):
