@@ -149,9 +149,17 @@ def plot_shapes(table: "LayerTable", axes=None, title: str | None = None):
     A 1-D output (after flattening) counts as ``features`` channels of 1 x 1.
     Both axes are logarithmic (base 2), so halving the size is one step down.
     Returns the two axes.
+
+    Raises:
+        ArgumentError: ``table`` is not what :func:`~d2lutils.summary.layer_table` returns.
     """
     import matplotlib.pyplot as plt
 
+    from .summary import LayerTable   # cheap: the package imports summary anyway
+
+    if not isinstance(table, LayerTable):
+        raise ArgumentError(f"table must be a LayerTable, as d2l.layer_table(net, input_shape) returns; "
+                            f"got {type(table).__name__}")
     labels = ["input"] + [f"{r.name} {r.type}" for r in table.rows]
     shapes = [table.input_shape] + [r.output_shape for r in table.rows]
     chans = [s[0] if s else 1 for s in shapes]

@@ -458,3 +458,8 @@ def test_cli_refuses_a_folder_that_is_a_file(no_training, capsys, tmp_path):
     assert main(["lenet", "--profile", "quick", "--folder", str(f)]) != 0
     err = capsys.readouterr().err
     assert "--folder" in err and "is a file" in err
+
+
+def test_plot_shapes_refuses_what_is_not_a_layer_table():
+    with pytest.raises(d2l.ArgumentError, match="table must be a LayerTable"):
+        d2l.plot_shapes({"rows": []})
