@@ -3,7 +3,8 @@
 Lookup order (first hit wins), see :func:`find_fashion_mnist`:
 
 1. an explicit ``root`` holding the four idx files (``.gz`` or not);
-2. the directory named by ``$D2L_FASHION_MNIST``;
+2. the directory named by ``$D2L_FASHION_MNIST`` (set, it must hold the files: it is
+   not silently skipped);
 3. torchvision's layout under ``root`` (``root/FashionMNIST/raw``);
 4. Debian's package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``),
    decompressed once into a cache and checked against known SHA-256 sums;
@@ -23,14 +24,18 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 
+from ._io import atomic_write_text
 from .devices import as_device
-from .errors import ArgumentError, CorruptDatasetError, DatasetNotFoundError, check_bool, check_int
+from .errors import (ArgumentError, CorruptDatasetError, DatasetNotFoundError, check_bool, check_int,
+                     check_number)
 from .resize import check_resize, resize_bilinear, upsample_bilinear
 
 __all__ = [
@@ -66,6 +71,8 @@ FILES: dict[str, tuple[str, int]] = {
     "t10k-images-idx3-ubyte": ("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 7840016),
     "t10k-labels-idx1-ubyte": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10008),
 }
+# torch.Generator.manual_seed takes at most 64 bits.
+SEED_MAX = 2**64 - 1
 _SPLIT_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -73,13 +80,16 @@ _SPLIT_FILES = {
 
 
 def cache_dir() -> Path:
-    """Where decompressed data lives: ``$D2L_CACHE``, else ``~/.cache/d2lutils``.
+    """Where decompressed data lives: ``$D2L_CACHE``, else ``$XDG_CACHE_HOME/d2lutils``
+    (if absolute), else ``~/.cache/d2lutils``.
 
     Raises:
         ArgumentError: ``$D2L_CACHE`` names a file, not a folder.
     """
-    base = os.environ.get(ENV_CACHE) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "d2lutils")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(xdg):   # the XDG spec: a relative value is invalid and is ignored
+        xdg = os.path.expanduser("~/.cache")
+    base = os.environ.get(ENV_CACHE) or os.path.join(xdg, "d2lutils")
     path = Path(base).expanduser()
     if path.exists() and not path.is_dir():
         raise ArgumentError(f"${ENV_CACHE}={base!r} is a file, not a folder; point it at a folder "
@@ -87,10 +97,14 @@ def cache_dir() -> Path:
     return path
 
 
-# Verified files are remembered by (size, modification time, inode) in a small JSON file
-# in the cache, so that a normal load does not hash 47 MB. Any change to a file changes
-# its stamp, and the file is hashed again.
+# Verified files are remembered in a small JSON file in the cache, so that a normal load
+# does not hash 47 MB: for each real file (links resolved), its stamp (size, modification
+# time, inode) and the SHA-256 of what it holds. A file counts as verified for a *name*
+# only if what it holds is what that name must hold, so a link `train-images-idx3-ubyte`
+# pointing at the verified test images is not taken for the training images. Any change
+# to a file changes its stamp, and the file is hashed again.
 _STAMPS = "verified.json"
+_STAMPS_MAX_BYTES = 1 << 20   # a few hundred entries at most; anything larger is not ours
 
 
 def _stamp(path: Path) -> list[int]:
@@ -98,32 +112,42 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def _read_stamps() -> dict[str, list[int]]:
+def _read_stamps() -> dict[str, dict]:
+    """The stamps file's entries; ``{}`` if it is missing, damaged, huge, or not a plain
+    file (a planted link or fifo is never followed or read: a fifo would block forever)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return json.loads((cache_dir() / _STAMPS).read_text())
-    except (OSError, ValueError):
+        fd = os.open(cache_dir() / _STAMPS, flags)
+    except (OSError, ArgumentError):
         return {}
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _STAMPS_MAX_BYTES:
+            return {}
+        stamps = json.loads(os.read(fd, _STAMPS_MAX_BYTES + 1).decode("utf-8"))
+    except (OSError, ValueError):   # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return {}
+    finally:
+        os.close(fd)
+    return stamps if isinstance(stamps, dict) else {}
 
 
-def _remember_verified(path: Path) -> None:
-    """Record that ``path`` matched its known SHA-256 (best effort: a read-only cache
-    only means the file is hashed again next time)."""
+def _remember_verified(path: Path, sha: str) -> None:
+    """Record that ``path`` holds content with SHA-256 ``sha`` (best effort: a read-only
+    cache, or a link planted at the stamps file, only means hashing again next time)."""
     try:
         stamps = _read_stamps()
-        stamps[str(path.resolve())] = _stamp(path)
-        folder = cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_STAMPS, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(stamps, f)
-        os.replace(tmp, folder / _STAMPS)
+        stamps[str(path.resolve())] = {"stamp": _stamp(path), "sha256": sha}
+        atomic_write_text(cache_dir() / _STAMPS, json.dumps(stamps), what="verification cache")
     except (OSError, ArgumentError):
         pass
 
 
-def _known_good(path: Path) -> bool:
+def _known_good(path: Path, sha: str) -> bool:
+    """Whether ``path`` was verified to hold content with SHA-256 ``sha`` and is unchanged since."""
     try:
-        return _read_stamps().get(str(path.resolve())) == _stamp(path)
+        entry = _read_stamps().get(str(path.resolve()))
+        return isinstance(entry, dict) and entry.get("sha256") == sha and entry.get("stamp") == _stamp(path)
     except (OSError, ArgumentError):
         return False
 
@@ -140,11 +164,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_REINSTALL = "sudo apt-get install --reinstall dataset-fashion-mnist"
+
+
+def _unwritable(dst_dir: Path, e: OSError) -> ArgumentError:
+    return ArgumentError(f"cannot write the decompressed data into {dst_dir} ({e.strerror or e}); "
+                         f"set ${ENV_CACHE} to a writable folder")
+
+
 def _decompress_verified(src_dir: Path, dst_dir: Path) -> None:
     """Decompress the four files into ``dst_dir`` atomically, checking each SHA-256.
 
     A file already there is kept if it is known good (same stamp as when it was
     verified) or if its content hashes right; otherwise it is decompressed again.
+    A symbolic link found there is replaced, never followed: the cache is ours.
     """
     try:
         dst_dir.mkdir(parents=True, exist_ok=True)
@@ -153,36 +186,43 @@ def _decompress_verified(src_dir: Path, dst_dir: Path) -> None:
                             f"${ENV_CACHE} to a writable folder") from None
     for name, (sha, size) in FILES.items():
         dst = dst_dir / name
-        if dst.is_file() and dst.stat().st_size == size and (
-                _known_good(dst) or _sha256(dst) == sha):
-            _remember_verified(dst)
-            continue
-        src = src_dir / (name + ".gz")
-        try:
-            fd, tmp = tempfile.mkstemp(dir=dst_dir, prefix=name, suffix=".part")
-        except OSError as e:
-            raise ArgumentError(f"cannot write the decompressed data into {dst_dir} "
-                                f"({e.strerror or e}); set ${ENV_CACHE} to a writable folder") from None
-        try:
-            with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
-                shutil.copyfileobj(inp, out, 1 << 20)
-            got = _sha256(Path(tmp))
-            if got != sha:
-                raise CorruptDatasetError(
-                    f"{src}: decompressed SHA-256 is {got}, expected {sha}. The file is damaged; "
-                    "reinstall it with `sudo apt-get install --reinstall dataset-fashion-mnist`.")
-            os.replace(tmp, dst)  # atomic: a killed run never leaves half a file behind
-            _remember_verified(dst)
-        except PermissionError as e:
-            raise ArgumentError(f"cannot write the decompressed data into {dst_dir} "
-                                f"({e.strerror or e}); set ${ENV_CACHE} to a writable folder") from None
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        if dst.is_symlink():
+            pass                     # replaced below by os.replace, which does not follow it
+        elif dst.is_dir():
             raise CorruptDatasetError(
-                f"{src}: cannot decompress ({e}). Reinstall it with "
-                "`sudo apt-get install --reinstall dataset-fashion-mnist`.") from e
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+                f"{dst} is a folder, not a file: this cache folder holds only decompressed copies. "
+                "Remove that folder and load again.")
+        elif dst.is_file() and dst.stat().st_size == size and (_known_good(dst, sha) or _sha256(dst) == sha):
+            _remember_verified(dst, sha)
+            continue
+        _decompress_one(src_dir / (name + ".gz"), dst, sha)
+
+
+def _decompress_one(src: Path, dst: Path, sha: str) -> None:
+    """Decompress ``src`` into ``dst`` through a temporary file, which replaces ``dst``
+    only once its SHA-256 is right: a killed run never leaves half a file behind."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name, suffix=".part")
+    except OSError as e:
+        raise _unwritable(dst.parent, e) from None
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+        got = _sha256(Path(tmp))
+        if got != sha:
+            raise CorruptDatasetError(
+                f"{src}: decompressed SHA-256 is {got}, expected {sha}. The file is damaged; "
+                f"reinstall it with `{_REINSTALL}`.")
+        os.replace(tmp, dst)
+        _remember_verified(dst, sha)
+    except PermissionError as e:
+        raise _unwritable(dst.parent, e) from None
+    except (OSError, EOFError, zlib.error) as e:   # gzip.BadGzipFile is an OSError
+        raise CorruptDatasetError(f"{src}: cannot decompress ({e}). Reinstall it with "
+                                  f"`{_REINSTALL}`.") from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _download(root: Path) -> Path:
@@ -204,6 +244,16 @@ def _download(root: Path) -> Path:
     return root / "FashionMNIST" / "raw"
 
 
+def _refuse_env_folder(folder: Path) -> None:
+    """An explicit ``$D2L_FASHION_MNIST`` that lacks the files is an error, not a silent
+    fall-back to another copy: the user asked for this one."""
+    missing = [n for n in FILES if not (folder / n).is_file() and not (folder / (n + ".gz")).is_file()]
+    where = "does not exist" if not folder.is_dir() else f"lacks {', '.join(missing)} (or .gz)"
+    raise DatasetNotFoundError(
+        f"${ENV_DATA}={str(folder)!r} {where}. Point it at a folder holding the four "
+        f"*-ubyte(.gz) files ({', '.join(FILES)}), or unset it to use the other places.")
+
+
 def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return a folder holding the four idx files, searching offline first.
 
@@ -214,8 +264,10 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
         download: allow torchvision's download as the last resort.
 
     Raises:
-        DatasetNotFoundError: nothing found and no download possible.
-        CorruptDatasetError: Debian's files fail their checksum.
+        DatasetNotFoundError: nothing found and no download possible, or
+            ``$D2L_FASHION_MNIST`` names a folder without the four files.
+        CorruptDatasetError: Debian's files fail their checksum or cannot be decompressed,
+            or a file in the cache's place is a folder.
         ArgumentError: a bad argument, or a cache folder that cannot be written.
     """
     if root is not None and not isinstance(root, (str, os.PathLike)):
@@ -232,7 +284,9 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
     for c in candidates:
         if _has_files(c):
             return c
-    debian = Path(os.environ.get("D2L_DEBIAN_DIR", DEBIAN_DIR))
+    if os.environ.get(ENV_DATA):
+        _refuse_env_folder(Path(os.environ[ENV_DATA]).expanduser())
+    debian = Path(os.environ.get("D2L_DEBIAN_DIR") or DEBIAN_DIR)   # empty means unset, not "."
     if all((debian / (n + ".gz")).is_file() for n in FILES):
         dst = cache_dir() / "FashionMNIST" / "raw"
         _decompress_verified(debian, dst)
@@ -246,15 +300,40 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
     return _download(root_path if root_path is not None else cache_dir())
 
 
+# How many examples each file must hold, to name a swap of splits in words.
+_COUNTS = {name: 60_000 if name.startswith("train") else 10_000 for name in FILES}
+
+
+def _read_raw(src: Path) -> bytes:
+    try:
+        if src.suffix == ".gz":
+            with gzip.open(src, "rb") as f:
+                return f.read()
+        return src.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:   # zlib.error: a damaged deflate stream
+        raise CorruptDatasetError(f"{src}: cannot read ({e}); delete it and load again.") from e
+
+
+def _check_count(src: Path, name: str, count: int) -> None:
+    """Refuse a file whose header holds another split's count than ``name`` must
+    (the test set linked or copied under the training set's name, or the other way)."""
+    want = _COUNTS.get(name)
+    if want is None or count == want:
+        return
+    kind = "images" if "images" in name else "labels"
+    via = f" (a link to {src.resolve()})" if src.is_symlink() else ""
+    raise CorruptDatasetError(
+        f"{src}{via}: holds {count:,} {kind} but {name} must hold {want:,}: is it the other split's "
+        "file under this name? Point it at the right file, or delete it and load again.")
+
+
 def _read_idx(path: Path, expected_dims: int) -> torch.Tensor:
     """Read an idx file (plain or .gz) into a uint8 tensor, checking its header and,
-    unless its stamp says it was verified before, its content's SHA-256."""
+    unless its stamp says it was verified to hold what ``path.name`` must hold, its
+    content's SHA-256."""
     gz = path.with_name(path.name + ".gz")
     src = path if path.is_file() else gz
-    try:
-        raw = gzip.open(src, "rb").read() if src.suffix == ".gz" else src.read_bytes()
-    except (OSError, EOFError) as e:
-        raise CorruptDatasetError(f"{src}: cannot read ({e}); delete it and load again.") from e
+    raw = _read_raw(src)
     if len(raw) < 4 + 4 * expected_dims or raw[:3] != b"\x00\x00\x08" or raw[3] != expected_dims:
         raise CorruptDatasetError(
             f"{src}: not an idx{expected_dims} uint8 file (bad header); delete it and load again.")
@@ -267,14 +346,15 @@ def _read_idx(path: Path, expected_dims: int) -> torch.Tensor:
         raise CorruptDatasetError(
             f"{src}: truncated or padded: header promises {dims} = {n} bytes of data, "
             f"file holds {len(raw) - offset}. Delete it and load again.")
+    _check_count(src, path.name, dims[0])
     known = FILES.get(path.name)
-    if known is not None and not _known_good(src):
+    if known is not None and not _known_good(src, known[0]):
         got = hashlib.sha256(raw).hexdigest()
         if got != known[0]:
             raise CorruptDatasetError(
                 f"{src}: its content is not Fashion-MNIST's (SHA-256 {got[:12]}..., expected "
                 f"{known[0][:12]}...): the file was changed or damaged. Delete it and load again.")
-        _remember_verified(src)
+        _remember_verified(src, got)
     return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(dims)
 
 
@@ -301,15 +381,32 @@ def read_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None
     return images, labels
 
 
+def _class_takes(counts: list[int], n: int) -> list[int]:
+    """How many examples of each class make ``n`` in all, as evenly as the counts allow.
+
+    Each class gets ``n // K``, the first ``n % K`` one more (as before); where a class
+    has fewer, the others make up the difference, so the subset never silently holds
+    fewer than ``n`` (``n`` is at most ``sum(counts)``).
+    """
+    take, left = [0] * len(counts), min(n, sum(counts))
+    while left:
+        open_ = [c for c in range(len(counts)) if take[c] < counts[c]]
+        q, r = divmod(left, len(open_))
+        for i, c in enumerate(open_):
+            add = min(q + (1 if i < r else 0), counts[c] - take[c])
+            take[c] += add
+            left -= add
+    return take
+
+
 def _balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """Indices of ``n`` examples with the classes as even as possible, in random order."""
     perm = torch.randperm(labels.numel(), generator=generator)
     order = torch.argsort(labels[perm], stable=True)  # shuffled within each class
-    per_class = torch.bincount(labels, minlength=10)
+    per_class = torch.bincount(labels, minlength=10).tolist()
     idx, start = [], 0
-    for c, count in enumerate(per_class.tolist()):
-        take = n // 10 + (1 if c < n % 10 else 0)
-        idx.append(perm[order[start:start + min(take, count)]])
+    for count, take in zip(per_class, _class_takes(per_class, n)):
+        idx.append(perm[order[start:start + take]])
         start += count
     chosen = torch.cat(idx)
     return chosen[torch.randperm(chosen.numel(), generator=generator)]
@@ -351,7 +448,7 @@ class FashionMNISTIter:
                                 f"{int(labels.min())} to {int(labels.max())}")
         check_int("batch_size", batch_size, 1)
         check_bool("shuffle", shuffle)
-        check_int("seed", seed, 0)
+        check_int("seed", seed, 0, SEED_MAX)
         self.size = check_resize(resize)
         device = as_device(device, default=torch.device("cpu"))
         self.images = images.to(device).unsqueeze(1)  # N x 1 x 28 x 28, still uint8 (4x smaller)
@@ -391,7 +488,8 @@ class FashionMNISTIter:
     def _order(self) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.num_examples)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # modulo 2**64: the same seeds as before for every seed that fitted, and no overflow
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**64)
         return torch.randperm(self.num_examples, generator=g)
 
     def transform(self, xb: torch.Tensor) -> torch.Tensor:
@@ -416,6 +514,7 @@ class FashionMNISTIter:
         """A fixed, class-balanced subset of ``n`` of these images, in their order and not
         shuffled: a cheap test set to look at during training."""
         check_int("n", n, 1, self.num_examples)
+        check_int("seed", seed, 0, SEED_MAX)
         keep = torch.sort(_balanced_subset(self.labels.cpu(), n, torch.Generator().manual_seed(seed))).values
         keep = keep.to(self.labels.device)
         return FashionMNISTIter(self.images[keep, 0], self.labels[keep], self.batch_size, self.size,
@@ -447,7 +546,7 @@ def load_data_fashion_mnist(batch_size: int, resize: int | Sequence[int] | None 
     check_resize(resize)
     check_int("n_train", n_train, 1, 60_000, allow_none=True)
     check_int("n_test", n_test, 1, 10_000, allow_none=True)
-    check_int("seed", seed, 0)
+    check_int("seed", seed, 0, SEED_MAX)
     as_device(device, default=torch.device("cpu"))
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise ArgumentError(f"root must be a folder path (str or pathlib.Path) or None; got {root!r}")
@@ -465,9 +564,57 @@ def load_data_fashion_mnist(batch_size: int, resize: int | Sequence[int] | None 
             FashionMNISTIter(te_x, te_y, batch_size, resize, shuffle=False, seed=seed, device=device))
 
 
+_LABELS_ALLOWED = "class indices, whole numbers from 0 to 9"
+
+
+def _label_values(labels) -> list:
+    """``labels`` (one index, a sequence, a tensor or an array) as a flat list of scalars."""
+    if isinstance(labels, (str, bytes)):
+        raise ArgumentError(f"labels must be {_LABELS_ALLOWED} (an int, a list, a tensor or an array), "
+                            f"not a string; got {labels!r}")
+    if hasattr(labels, "tolist") and hasattr(labels, "ndim"):    # a tensor or a numpy array/scalar
+        if labels.ndim > 1:
+            raise ArgumentError(f"labels must be one class index or a 1-D sequence of them; got shape "
+                                f"{tuple(labels.shape)}")
+        values = labels.tolist()
+        return values if isinstance(values, list) else [values]
+    if isinstance(labels, (int, float)):
+        return [labels]
+    try:
+        items = list(labels)
+    except TypeError:
+        raise ArgumentError(f"labels must be {_LABELS_ALLOWED} (an int, a list, a tensor or an array); "
+                            f"got {type(labels).__name__}") from None
+    return [v.item() if hasattr(v, "item") and getattr(v, "ndim", 0) == 0 else v for v in items]
+
+
+def _label_index(value, position: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = False          # True would silently be 'trouser'; a string is no index
+    elif isinstance(value, float):
+        ok = value.is_integer() and 0 <= value <= 9   # False for nan and inf
+    else:
+        ok = 0 <= value <= 9
+    if not ok:
+        raise ArgumentError(f"labels must be {_LABELS_ALLOWED}; got {value!r} at position {position}")
+    return int(value)
+
+
 def get_fashion_mnist_labels(labels) -> list[str]:
-    """Class indices (tensor or ints) to names."""
-    return [TEXT_LABELS[int(i)] for i in labels]
+    """Class indices to names.
+
+    Args:
+        labels: one index, or a 1-D list, tuple, tensor or numpy array of them
+            (whole-valued floats such as ``3.0`` count as indices).
+
+    Returns:
+        One name per index (a list even for a single index).
+
+    Raises:
+        ArgumentError: a value is not a whole number from 0 to 9 (``-1`` would silently
+            name the last class, ``True`` the second), or ``labels`` is not one of the above.
+    """
+    return [TEXT_LABELS[_label_index(v, i)] for i, v in enumerate(_label_values(labels))]
 
 
 def show_images(imgs, num_rows: int, num_cols: int, titles: Sequence[str] | None = None,
@@ -475,6 +622,9 @@ def show_images(imgs, num_rows: int, num_cols: int, titles: Sequence[str] | None
     """Plot a grid of images (tensors ``[H, W]``, ``[1, H, W]`` or ``[3, H, W]``); returns the axes."""
     import matplotlib.pyplot as plt
 
+    check_int("num_rows", num_rows, 1)
+    check_int("num_cols", num_cols, 1)
+    check_number("scale", scale, positive=True)
     fig, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale + 0.3),
                              squeeze=False)
     axes = axes.flatten()

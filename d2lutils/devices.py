@@ -24,6 +24,7 @@ answers True, because bf16 tensors can be *emulated* there, which is slow.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "amp_dtype",
     "make_grad_scaler",
     "compile_supported",
+    "env_flag",
 ]
 
 DEVICE_HELP = "use 'cpu', 'cuda', 'cuda:1' or 'mps'"
@@ -113,7 +115,7 @@ def device_name(device: str | torch.device) -> str:
 def set_seed(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch (every device). ``deterministic`` also asks
     torch for deterministic kernels, which can be slower on a GPU."""
-    check_int("seed", seed, 0)
+    check_int("seed", seed, 0, 2**64 - 1)   # torch.manual_seed takes at most 64 bits
     random.seed(seed)
     try:
         import numpy as np
@@ -125,6 +127,23 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """``$name`` read as on/off: 1, true, yes, on / 0, false, no, off (any case); unset or
+    empty is ``default``.
+
+    Raises:
+        ArgumentError: any other value, naming the variable.
+    """
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ArgumentError(f"${name}={os.environ[name]!r}: use 1/true/yes/on or 0/false/no/off (or unset it)")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .errors import ArgumentError
+from .errors import ArgumentError, check_number
+from .summary import check_input_shape
 
 __all__ = ["draw_net", "draw_block", "layer_label"]
 
@@ -76,6 +77,7 @@ def draw_net(net: nn.Module, input_shape: tuple[int, ...], title: str | None = N
 
     from .summary import layer_table
 
+    check_number("width", width, positive=True)
     table = layer_table(net, tuple(input_shape), depth=depth)
     boxes: list[dict] = [{"label": "input", "kind": "io", "shape": table.input_shape, "groups": 1}]
     for r in table.rows:
@@ -129,6 +131,22 @@ def draw_net(net: nn.Module, input_shape: tuple[int, ...], title: str | None = N
     return ax
 
 
+def _propagate_shapes(gm, shape_prop: type, X) -> None:
+    """Run ``X`` through the traced block to record every node's shape; an input the
+    block cannot take is an ArgumentError naming the node, not torch's printed traceback."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            shape_prop(gm).propagate(X)
+    except Exception as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
+        node = str(e).split("node=", 1)[-1].split(" ", 1)[0] if "node=" in str(e) else "?"
+        raise ArgumentError(f"input_shape={tuple(X.shape)} does not fit this block: node {node} failed: "
+                            f"{type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+
+
 def draw_block(block: nn.Module, input_shape: tuple[int, ...], title: str | None = None, ax=None):
     """Draw a block with parallel paths (e.g. Inception), traced with ``torch.fx``.
 
@@ -142,12 +160,15 @@ def draw_block(block: nn.Module, input_shape: tuple[int, ...], title: str | None
     from matplotlib.patches import FancyBboxPatch
     from torch.fx.passes.shape_prop import ShapeProp
 
+    if not isinstance(block, nn.Module):
+        raise ArgumentError(f"block must be a torch.nn.Module; got {type(block).__name__}")
+    check_input_shape(input_shape)
     try:
         gm = torch.fx.symbolic_trace(block)
     except Exception as e:
         raise ArgumentError(f"block cannot be traced with torch.fx ({type(e).__name__}: {e}); "
                             "draw_block needs a forward without data-dependent control flow") from None
-    ShapeProp(gm).propagate(torch.zeros(tuple(input_shape)))
+    _propagate_shapes(gm, ShapeProp, torch.zeros(tuple(input_shape)))
     modules = dict(gm.named_modules())
     nodes: dict = {}      # fx node -> drawn node
     order: list[dict] = []

@@ -13,23 +13,70 @@ contributes its sums to the printed loss and accuracy.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from .errors import DistributedError
+from .errors import ArgumentError, DistributedError
 
 __all__ = ["init", "is_distributed", "rank", "world_size", "local_rank", "is_main",
-           "all_sum", "barrier", "join", "leave", "gather_objects", "launched_by_torchrun", "backend_for"]
+           "all_sum", "barrier", "join", "leave", "gather_objects", "launched_by_torchrun", "backend_for",
+           "timeout"]
 
-TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("D2L_DIST_TIMEOUT", "300")))
+ENV_TIMEOUT = "D2L_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0
+
+
+def timeout() -> datetime.timedelta:
+    """How long a rank waits for the others: ``$D2L_DIST_TIMEOUT`` seconds (default 300).
+
+    Read when a group is joined, not at import, so a bad value cannot break
+    ``import d2lutils``.
+
+    Raises:
+        ArgumentError: the variable is not a positive, finite number of seconds.
+    """
+    raw = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not raw:
+        return datetime.timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        secs = float(raw)
+    except ValueError:
+        secs = math.nan
+    if not (math.isfinite(secs) and 0 < secs <= 10**8):
+        raise ArgumentError(f"${ENV_TIMEOUT}={raw!r}: must be a positive number of seconds (at most 1e8), "
+                            f"e.g. {ENV_TIMEOUT}=600; unset it for {DEFAULT_TIMEOUT_S:g}")
+    return datetime.timedelta(seconds=secs)
+
+
+def __getattr__(name: str) -> Any:
+    # `distributed.TIMEOUT` was a module constant; it is now read on use (see timeout()).
+    if name == "TIMEOUT":
+        return timeout()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _env_int(name: str, default: int, low: int) -> int:
+    """``$name`` as an int >= ``low`` (``default`` when unset), or an error naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise ArgumentError(f"${name}={raw!r}: must be a whole number >= {low}. torchrun sets it; "
+                            f"unset it when not launching with torchrun")
+    return value
 
 
 def launched_by_torchrun() -> bool:
     """True when ``torchrun`` (or another launcher) asked for more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _env_int("WORLD_SIZE", 1, 1) > 1
 
 
 def is_distributed() -> bool:
@@ -40,7 +87,7 @@ def rank() -> int:
     """This process's rank (from ``torchrun``'s ``RANK`` before the group is joined)."""
     if is_distributed():
         return dist.get_rank()
-    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
+    return _env_int("RANK", 0, 0) if launched_by_torchrun() else 0
 
 
 def world_size() -> int:
@@ -48,7 +95,7 @@ def world_size() -> int:
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    return _env_int("LOCAL_RANK", 0, 0)
 
 
 def is_main() -> bool:
@@ -69,6 +116,7 @@ def init(device: torch.device) -> torch.device:
     """
     if not launched_by_torchrun():
         return device
+    wait = timeout()   # a bad $D2L_DIST_TIMEOUT is named before anything starts
     if device.type == "cuda":
         if torch.cuda.device_count() <= local_rank():
             raise DistributedError(
@@ -79,7 +127,7 @@ def init(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         try:
-            dist.init_process_group(backend_for(device), timeout=TIMEOUT)
+            dist.init_process_group(backend_for(device), timeout=wait)
         except Exception as e:
             raise DistributedError(f"rank {os.environ.get('RANK')}: could not join the process group "
                                    f"({type(e).__name__}: {e})") from e

@@ -66,8 +66,12 @@ class History:
         take their defaults (so older JSON files still load)."""
         if not isinstance(d, dict):
             raise ArgumentError(f"d must be a dict as written by History.to_dict; got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        known = {f.name: f for f in fields(cls)}
+        lists = [n for n, f in known.items() if str(f.type).startswith("list")]
+        bad = [n for n in lists if n in d and not isinstance(d[n], list)]
+        if bad:
+            raise ArgumentError(f"d[{bad[0]!r}] must be a list (one value per epoch or point); got {d[bad[0]]!r}")
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
     def load_json(cls, path: str | os.PathLike) -> "History":

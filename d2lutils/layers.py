@@ -12,13 +12,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ArgumentError, check_int, check_number
+
 __all__ = ["FlattenLayer", "GlobalAvgPool2d", "LocalResponseNorm"]
+
+
+def _check_batch(x, layer: str, wanted: str, dims_ok) -> None:
+    """Raise :class:`ArgumentError` unless ``x`` is a tensor whose ``dim()`` passes ``dims_ok``.
+
+    Only real tensors are checked: under ``torch.fx`` tracing (``draw_block``) ``x`` is a
+    Proxy, whose ``dim()`` cannot be compared, and it must pass through untouched.
+    """
+    if isinstance(x, torch.Tensor):
+        if dims_ok(x.dim()):
+            return
+        got = f"shape {tuple(x.shape)}"
+    elif hasattr(x, "reshape"):      # an fx Proxy, or another tensor-like that torch will judge
+        return
+    else:
+        got = type(x).__name__
+    raise ArgumentError(f"{layer} needs {wanted}; got {got}")
 
 
 class FlattenLayer(nn.Module):
     """``[N, *] -> [N, prod(*)]``; the same as ``nn.Flatten()``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_batch(x, "FlattenLayer", "a tensor with a batch dimension first, [N, ...]", lambda d: d >= 1)
         return x.reshape(x.shape[0], -1)
 
 
@@ -30,6 +50,7 @@ class GlobalAvgPool2d(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_batch(x, "GlobalAvgPool2d", "a batch [N, C, H, W]", lambda d: d == 4)
         return F.adaptive_avg_pool2d(x, 1)
 
 
@@ -88,16 +109,19 @@ class LocalResponseNorm(nn.Module):
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int (channels in the window), got {size!r}")
+        check_int("size", size, 1)                    # channels in the window
         for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{name} must be a number, got {v!r}")
+            check_number(name, v)                     # finite: nan or inf would make every output nan
         self.size, self.alpha, self.beta, self.k = size, float(alpha), float(beta), float(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ArgumentError(f"LocalResponseNorm needs a tensor [N, C, ...]; got {type(x).__name__}")
         if x.dim() < 3:
-            raise ValueError(f"LocalResponseNorm needs [N, C, ...] input, got shape {tuple(x.shape)}")
+            raise ArgumentError(f"LocalResponseNorm needs [N, C, ...] input, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ArgumentError(f"LocalResponseNorm needs a floating-point tensor; got {x.dtype} "
+                                "(convert it with x.float())")
         if x.dtype in (torch.float16, torch.bfloat16):
             # Squaring in fp16 overflows above 256 (and the output becomes 0): the window
             # sums run in fp32 whatever autocast chose, and the result comes back in x's dtype.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .errors import ArgumentError
+
 if TYPE_CHECKING:  # imported lazily: matplotlib costs a second at import time
     from .summary import LayerTable
     from .train import History
@@ -12,8 +14,52 @@ if TYPE_CHECKING:  # imported lazily: matplotlib costs a second at import time
 __all__ = ["plot_history", "plot_shapes", "set_epoch_ticks", "LiveCurves"]
 
 
+_SERIES = (("epoch", ("train_loss", "train_acc", "test_acc")),
+           ("step_epoch", ("step_loss", "step_acc")), ("probe_epoch", ("probe_acc",)))
+_HISTORY_HELP = ("a d2lutils History, the dict that json.load returns for a notebooks/runs/*.json "
+                 "file, or a dict of label -> one of those")
+
+
+def _history_class() -> type:
+    # Imported when called, from the package itself: train imports plot, so plot cannot
+    # import train at module level, and the package exports History wherever it lives
+    # (train.py today, history.py later).
+    from . import History
+
+    return History
+
+
+def _as_history(h, label: str) -> "History":
+    """One run as a History (a JSON dict is converted), or an ArgumentError naming it."""
+    History = _history_class()
+    where = f"history[{label!r}]" if label else "history"
+    if isinstance(h, Mapping):
+        h = History.from_dict(dict(h))
+    if not isinstance(h, History):
+        raise ArgumentError(f"{where} must be {_HISTORY_HELP}; got {type(h).__name__}")
+    for x_name, y_names in _SERIES:
+        x = getattr(h, x_name)
+        for y_name in y_names:
+            y = getattr(h, y_name)
+            if not isinstance(x, (list, tuple)) or not isinstance(y, (list, tuple)) or len(x) != len(y):
+                n = len(x) if isinstance(x, (list, tuple)) else type(x).__name__
+                m = len(y) if isinstance(y, (list, tuple)) else type(y).__name__
+                raise ArgumentError(f"{where}: {y_name} must be a list with one value per entry of "
+                                    f"{x_name}; got {m} value(s) for {n}")
+    return h
+
+
+def _is_one_run(h: Mapping) -> bool:
+    """A History's own dict (it has an ``epoch`` list), as opposed to label -> run."""
+    return "epoch" in h and isinstance(h["epoch"], (list, tuple))
+
+
 def _histories(h) -> dict[str, "History"]:
-    return dict(h) if isinstance(h, Mapping) else {"": h}
+    if isinstance(h, Mapping) and not _is_one_run(h):
+        if not h:
+            raise ArgumentError(f"history must be {_HISTORY_HELP}; got an empty dict")
+        return {str(k): _as_history(v, str(k)) for k, v in h.items()}
+    return {"": _as_history(h, "")}
 
 
 def set_epoch_ticks(ax, epochs, fractional: bool = False) -> None:
@@ -44,20 +90,25 @@ def set_epoch_ticks(ax, epochs, fractional: bool = False) -> None:
 def plot_history(history: "History | Mapping[str, History]", axes=None, title: str | None = None):
     """Loss (left) and train/test accuracy (right) against epochs.
 
-    Pass one :class:`~d2lutils.train.History`, or ``{"label": history, ...}`` to
-    compare runs on the same axes. Where the history has points inside epochs
+    Pass one :class:`~d2lutils.train.History` (or the dict ``json.load`` returns for a
+    ``notebooks/runs/*.json`` file), or ``{"label": history, ...}`` to compare runs on
+    the same axes. Where the history has points inside epochs
     (``step_*`` and ``probe_*``), the curves are drawn against fractional epochs, as
     d2l's ``Animator`` does; the whole test set's accuracy at the end of each epoch
     is marked with a square. Returns the two axes.
+
+    Raises:
+        ArgumentError: ``history`` is none of these (``None``, say), or a run's series
+            have different lengths; the message names the run and the series.
     """
     import matplotlib.pyplot as plt
 
+    runs = _histories(history)   # checked before a figure is made
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     else:
         fig = axes[0].figure
     ax_loss, ax_acc = axes
-    runs = _histories(history)
     fractional = any(h.step_epoch for h in runs.values())
     probe_n = sorted({h.probe_n for h in runs.values() if h.probe_acc and h.probe_n})
     for i, (label, h) in enumerate(runs.items()):
@@ -98,9 +149,17 @@ def plot_shapes(table: "LayerTable", axes=None, title: str | None = None):
     A 1-D output (after flattening) counts as ``features`` channels of 1 x 1.
     Both axes are logarithmic (base 2), so halving the size is one step down.
     Returns the two axes.
+
+    Raises:
+        ArgumentError: ``table`` is not what :func:`~d2lutils.summary.layer_table` returns.
     """
     import matplotlib.pyplot as plt
 
+    from .summary import LayerTable   # cheap: the package imports summary anyway
+
+    if not isinstance(table, LayerTable):
+        raise ArgumentError(f"table must be a LayerTable, as d2l.layer_table(net, input_shape) returns; "
+                            f"got {type(table).__name__}")
     labels = ["input"] + [f"{r.name} {r.type}" for r in table.rows]
     shapes = [table.input_shape] + [r.output_shape for r in table.rows]
     chans = [s[0] if s else 1 for s in shapes]

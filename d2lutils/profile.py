@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .errors import ArgumentError, check_int
+from .errors import ArgumentError, check_int, check_number
 
 __all__ = ["Profile", "get_profile", "PROFILES", "peak_memory_gb"]
 
@@ -70,7 +70,17 @@ class Profile:
 
         ``train_rate`` and ``test_rate`` are images per second on a 2-core CPU, as the
         chapter measured them; on other hardware the estimate is only an upper bound.
+
+        Raises:
+            ArgumentError: a rate is not a positive number, or an image count is not
+                a positive int (or ``None``).
         """
+        check_number("train_rate", train_rate, positive=True)
+        if test_rate is not None:
+            check_number("test_rate", test_rate, positive=True)
+        check_int("n_train", n_train, 1, allow_none=True)
+        check_int("n_test", n_test, 1, allow_none=True)
+        check_int("num_epochs", num_epochs, 1)
         n_tr = 60_000 if n_train is None else n_train
         n_te = 10_000 if n_test is None else n_test
         secs = n_tr * num_epochs / train_rate
@@ -104,8 +114,12 @@ PROFILES = {
 
 def get_profile(name: str | None = None) -> Profile:
     """The profile to run: ``name``, else ``$D2L_PROFILE``, else by hardware."""
-    if name is None and os.environ.get(ENV_PROFILE):
+    if name is None and os.environ.get(ENV_PROFILE, "").strip():
         name, reason = os.environ[ENV_PROFILE].strip().lower(), f"set by ${ENV_PROFILE}"
+        if name not in PROFILES:
+            raise ArgumentError(f"unknown profile {name!r}: ${ENV_PROFILE}={os.environ[ENV_PROFILE]!r}; "
+                                f"set it to one of {', '.join(sorted(PROFILES))}, or unset it to choose "
+                                "by hardware")
     elif name is not None:
         if not isinstance(name, str):
             raise ArgumentError(f"name must be a str, one of {sorted(PROFILES)}; got {name!r}")

@@ -152,7 +152,7 @@ class Recipe:
         The scheduler (stepped after every batch) is ``None`` for a constant rate without
         warm-up; a ``"cosine"`` schedule needs the run's ``total_steps``.
         """
-        check_int("seed", seed, 0)
+        check_int("seed", seed, 0, 2**64 - 1)
         check_int("total_steps", total_steps, 1, allow_none=True)
         if self.schedule == "cosine" and total_steps is None:
             raise ArgumentError("a cosine schedule needs total_steps (the run's number of batches)")

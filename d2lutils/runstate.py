@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +16,7 @@ from torch import nn
 from . import distributed as dist
 from .checkpoint import TrainState, check_writable, run_record
 from .checks import num_batches
-from .devices import compile_supported, device_name, precision_policy
+from .devices import compile_supported, device_name, env_flag, precision_policy
 from .history import History
 from .notebook import in_notebook
 
@@ -141,8 +140,7 @@ def setup_run(net, train_iter, test_iter, *, batch_size, optimizer, device, num_
                 point_marks=point_marks, probe_marks=probe_marks, num_epochs=num_epochs,
                 batch_size=batch_size, channels_last=channels_last, check_every=check_every,
                 diverge_factor=diverge_factor, aux_weight=aux_weight, rank=rank, main=main,
-                progress=bool(progress if progress is not None else os.environ.get("D2L_PROGRESS", "1") != "0")
-                and main, live_plot=bool(live_plot if live_plot is not None else in_notebook()) and main)
+                progress=bool(progress if progress is not None else env_flag("D2L_PROGRESS", True)) and main, live_plot=bool(live_plot if live_plot is not None else in_notebook()) and main)
 
 
 def _resize_of(it) -> Any:

@@ -65,6 +65,7 @@ def output_side(net: nn.Module, n: int) -> int:
 def input_sizes(net: nn.Module, image_size: int, largest: int = 2048) -> range:
     """The input sides that give the same last feature map as ``image_size``: what a
     net whose head was sized for ``image_size`` accepts."""
+    check_int("largest", largest, 1)
     check_int("image_size", image_size, 1, largest)
     target = output_side(net, image_size)
     if target < 1:
@@ -80,6 +81,7 @@ def input_sizes(net: nn.Module, image_size: int, largest: int = 2048) -> range:
 
 def min_input_size(net: nn.Module, largest: int = 2048) -> int:
     """The smallest input side for which no feature map shrinks to nothing."""
+    check_int("largest", largest, 1)
     for n in range(1, largest + 1):
         if output_side(net, n) >= 1:
             return n

@@ -12,13 +12,16 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import ArgumentError, D2LError, check_int
+from .errors import ArgumentError, D2LError, check_bool, check_int
 
 __all__ = ["LayerRow", "LayerTable", "layer_table", "count_params"]
 
 
 def count_params(net: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (each shared tensor counted once)."""
+    if not isinstance(net, nn.Module):
+        raise ArgumentError(f"net must be a torch.nn.Module; got {type(net).__name__}")
+    check_bool("trainable_only", trainable_only)
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -119,6 +122,30 @@ def _home(net: nn.Module) -> torch.device:
     return t.device if t is not None else torch.device("cpu")
 
 
+def check_input_shape(input_shape, name: str = "input_shape") -> None:
+    """Raise :class:`ArgumentError` unless ``input_shape`` is a tuple (or list) of at
+    least two positive ints, the batch first."""
+    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape)):
+        raise ArgumentError(f"{name} must be a tuple of positive ints with the batch first, e.g. "
+                            f"(1, 1, 224, 224); got {input_shape!r}")
+
+
+def _probe_input(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A zero input of ``shape``, or an ArgumentError saying it does not fit in memory
+    (torch's own message is an allocator's, with no word of ``input_shape``)."""
+    try:
+        return torch.zeros(shape, device=device)
+    except RuntimeError as e:   # torch.OutOfMemoryError is a RuntimeError too
+        n = 1
+        for v in shape:
+            n *= v
+        why = str(e).splitlines()[0][:120]
+        raise ArgumentError(f"input_shape={shape} needs {n * 4 / 2**30:,.1f} GiB for the probe input alone "
+                            f"on {device}, which this machine cannot allocate ({why}); use a batch of 1 "
+                            "and the net's own image size") from None
+
+
 def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
                 depth: int | None = None, device: str | torch.device = "cpu") -> LayerTable:
     """Run one input of ``input_shape`` through ``net`` and tabulate each layer.
@@ -140,10 +167,7 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
     """
     if not isinstance(net, nn.Module):
         raise ArgumentError(f"net must be a torch.nn.Module; got {type(net).__name__}")
-    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape)):
-        raise ArgumentError(f"input_shape must be a tuple of positive ints with the batch first, e.g. "
-                            f"(1, 1, 224, 224); got {input_shape!r}")
+    check_input_shape(input_shape)
     check_int("depth", depth, 1, allow_none=True)
     try:
         device = torch.device(device)
@@ -177,7 +201,7 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
     was_training, home = net.training, _home(net)
     net.eval()
     try:
-        X = torch.zeros(tuple(input_shape), device=device)
+        X = _probe_input(tuple(input_shape), device)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             try:
                 net.to(device)(X)

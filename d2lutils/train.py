@@ -28,6 +28,7 @@ from .history import History, epoch_line, header_line, probe_line
 from .metrics import Accumulator
 from .notebook import progress_bar_class
 from .plot import LiveCurves
+from .profile import get_profile
 from .runstate import Run, batches_from, epoch_marks, out_of_memory_error, resume_run, setup_run
 
 __all__ = ["History", "TrainingDivergedError", "try_gpu", "device_name", "set_seed", "amp_dtype",
@@ -301,7 +302,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
     check_train_args(net=net, train_iter=train_iter, test_iter=test_iter, resume=resume, **args)
     device = as_device(device, default=try_gpu())
     device, started_group = dist.join(device)   # under torchrun: join the group, pick this rank's GPU
-    args.update(device=device, profile=profile or os.environ.get("D2L_PROFILE") or "custom")
+    args.update(device=device, profile=profile or (get_profile().name if os.environ.get("D2L_PROFILE") else "custom"))
     run = setup_run(net, train_iter, test_iter, **args)
     lock = CheckpointLock(run.state.path) if (run.state.path is not None and run.main) else None
     try:
