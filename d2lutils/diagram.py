@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from .errors import ArgumentError, check_number
-from .summary import check_input_shape
+from .summary import check_input_shape, layer_table
 
 __all__ = ["draw_net", "draw_block", "layer_label"]
 
@@ -74,8 +74,6 @@ def draw_net(net: nn.Module, input_shape: tuple[int, ...], title: str | None = N
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
-
-    from .summary import layer_table
 
     check_number("width", width, positive=True)
     table = layer_table(net, tuple(input_shape), depth=depth)

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .errors import ArgumentError
+from .history import History
 
-if TYPE_CHECKING:  # imported lazily: matplotlib costs a second at import time
+if TYPE_CHECKING:  # summary imports this module (LayerTable.plot), so only for type hints
     from .summary import LayerTable
-    from .train import History
 
 __all__ = ["plot_history", "plot_shapes", "set_epoch_ticks", "LiveCurves"]
 
@@ -20,18 +20,8 @@ _HISTORY_HELP = ("a d2lutils History, the dict that json.load returns for a note
                  "file, or a dict of label -> one of those")
 
 
-def _history_class() -> type:
-    # Imported when called, from the package itself: train imports plot, so plot cannot
-    # import train at module level, and the package exports History wherever it lives
-    # (train.py today, history.py later).
-    from . import History
-
-    return History
-
-
 def _as_history(h, label: str) -> "History":
     """One run as a History (a JSON dict is converted), or an ArgumentError naming it."""
-    History = _history_class()
     where = f"history[{label!r}]" if label else "history"
     if isinstance(h, Mapping):
         h = History.from_dict(dict(h))
@@ -155,9 +145,7 @@ def plot_shapes(table: "LayerTable", axes=None, title: str | None = None):
     """
     import matplotlib.pyplot as plt
 
-    from .summary import LayerTable   # cheap: the package imports summary anyway
-
-    if not isinstance(table, LayerTable):
+    if type(table).__name__ != "LayerTable" or not hasattr(table, "rows"):   # (summary imports plot)
         raise ArgumentError(f"table must be a LayerTable, as d2l.layer_table(net, input_shape) returns; "
                             f"got {type(table).__name__}")
     labels = ["input"] + [f"{r.name} {r.type}" for r in table.rows]

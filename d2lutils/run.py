@@ -22,14 +22,16 @@ import os
 import sys
 from pathlib import Path
 
+from . import distributed as dist
+from . import models
+from .devices import as_device, try_gpu
 from .errors import ArgumentError, D2LError
+from .profile import PROFILES, get_profile
+from .recipe import Recipe
 
 
 def recipes() -> dict:
     """Every recipe defined in the chapters, by name."""
-    from . import models
-    from .recipe import Recipe
-
     return {r.name: r for r in vars(models).values() if isinstance(r, Recipe)}
 
 
@@ -69,10 +71,6 @@ def _parser(found: dict, profiles: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import distributed as dist
-    from .devices import as_device, try_gpu
-    from .profile import PROFILES, get_profile
-
     found = recipes()
     p = _parser(found, sorted(PROFILES))
     args = p.parse_args(argv)

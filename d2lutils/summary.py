@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ArgumentError, D2LError, check_bool, check_int
+from .plot import plot_shapes
 
 __all__ = ["LayerRow", "LayerTable", "layer_table", "count_params"]
 
@@ -70,8 +71,6 @@ class LayerTable:
 
     def plot(self, axes=None, title: str | None = None):
         """Plot how the activation shape changes; see :func:`d2lutils.plot.plot_shapes`."""
-        from .plot import plot_shapes
-
         return plot_shapes(self, axes=axes, title=title)
 
 

@@ -18,7 +18,11 @@ def _imports(path: Path) -> tuple[set[str], list[str]]:
     top, inner = set(), []
     funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     nested = {id(n) for f in funcs for n in ast.walk(f) if n is not f}
+    typing_only = {id(n) for i in ast.walk(tree) if isinstance(i, ast.If) and "TYPE_CHECKING" in ast.unparse(i.test)
+                   for n in ast.walk(i)}
     for node in ast.walk(tree):
+        if id(node) in typing_only:   # `if TYPE_CHECKING:` imports never run
+            continue
         names = []
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             names = [node.module] if node.module else [a.name for a in node.names]
