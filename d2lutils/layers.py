@@ -9,6 +9,7 @@ what ``nn.LocalResponseNorm`` does, with a hand-written backward pass.
 from __future__ import annotations
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -115,6 +116,8 @@ class LocalResponseNorm(nn.Module):
         self.size, self.alpha, self.beta, self.k = size, float(alpha), float(beta), float(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.fx.Proxy):   # traced (d2l.draw_block): PyTorch's own op has the same shape
+            return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
         if not isinstance(x, torch.Tensor):
             raise ArgumentError(f"LocalResponseNorm needs a tensor [N, C, ...]; got {type(x).__name__}")
         if x.dim() < 3:

@@ -35,6 +35,8 @@ class LayerRow:
     flops: int
     outputs: str = ""              # every output's shape, for tuple and dict outputs
     module: nn.Module | None = field(default=None, repr=False, compare=False)
+    rf: int | None = None          # receptive field: input pixels per side one output unit sees
+    jump: int | None = None        # input pixels between neighbouring output units
 
 
 @dataclass
@@ -45,24 +47,30 @@ class LayerTable:
     rows: list[LayerRow] = field(default_factory=list)
     total_params: int = 0
     total_flops: int = 0
+    last_conv_rf: int | None = None   # receptive field (pixels per side) of the last (widest) convolution
 
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.rows[-1].output_shape if self.rows else self.input_shape
 
+
     def __str__(self) -> str:
-        head = ("layer", "type", "output shape", "params", "MFLOPs")
-        body = [("input", "", _fmt_shape(self.input_shape), "", "")]
-        body += [(r.name, r.type, r.outputs or _fmt_shape(r.output_shape), f"{r.params:,}",
+        head = ("layer", "type", "output shape", "RF/jump", "params", "MFLOPs")
+        body = [("input", "", _fmt_shape(self.input_shape), "1/1", "", "")]
+        body += [(r.name, r.type, r.outputs or _fmt_shape(r.output_shape),
+                  "all" if r.rf is None else f"{r.rf}/{r.jump}", f"{r.params:,}",
                   f"{r.flops / 1e6:,.2f}") for r in self.rows]
         widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
 
         def line(row):
-            return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w)
+            return "  ".join(str(c).ljust(w) if i < 4 else str(c).rjust(w)
                              for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
         rule = "-" * len(line(head))
+        rf = self.last_conv_rf
         return "\n".join([line(head), rule, *map(line, body), rule,
+                          *([f"receptive field of the last convolution: {rf} x {rf} input pixels"]
+                            if rf is not None else []),
                           f"total params: {self.total_params:,}",
                           f"total FLOPs per image (forward): {self.total_flops:,} "
                           f"= {_si(self.total_flops)} FLOPs ({_si(self.total_flops / 2)} multiply-adds)"])
@@ -112,6 +120,73 @@ def _describe_output(out) -> tuple[tuple[int, ...], str]:
     first = tuple(tensors[0][1].shape[1:]) if tensors else ()
     desc = ", ".join(f"{k}: {_fmt_shape(tuple(v.shape[1:]))}" for k, v in tensors)
     return first, ("{" + desc + "}" if isinstance(out, dict) else "(" + desc + ")")
+
+
+class _ReceptiveFields:
+    """Receptive field and jump of every tensor a forward pass makes, by the recurrence
+    r <- r + (k - 1) * dilation * j, j <- j * stride at each convolution and pooling
+    window (elementwise layers keep both; a layer that mixes every position, such as
+    Linear or adaptive pooling, sees the whole input). The field can be larger than the
+    image: it counts the padding the windows reach into. A tensor made outside a module
+    (``torch.cat`` of Inception's branches, a residual sum) gets its module's largest
+    field; an input not seen before takes the latest output of the same shape."""
+
+    def __init__(self, input_shape: torch.Size):
+        self.last_conv: int | None = None
+        self.by_id: dict[int, tuple[torch.Tensor, int | None, int | None]] = {}
+        self.inner: list[list[tuple[int | None, int | None]]] = []
+
+    def note(self, t, rf, jump):
+        if isinstance(t, torch.Tensor):
+            self.by_id[id(t)] = (t, rf, jump)   # the tensor is kept so its id is not reused
+
+    def _of(self, t) -> tuple[int | None, int | None]:
+        if isinstance(t, torch.Tensor):
+            if id(t) in self.by_id:
+                return self.by_id[id(t)][1:]
+            for u, rf, jump in reversed(list(self.by_id.values())):
+                if u.shape == t.shape:
+                    return rf, jump
+        return 1, 1
+
+    def enter(self) -> None:
+        self.inner.append([])
+
+    def leave(self, m: nn.Module, inp, out) -> tuple[int | None, int | None]:
+        inside = self.inner.pop()
+        rf, jump = self._of(inp[0] if inp else None)
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and rf is not None:
+            k, s, d = (_first(getattr(m, a, 1)) for a in ("kernel_size", "stride", "dilation"))
+            rf, jump = rf + (k - 1) * d * jump, jump * s
+        elif isinstance(m, (nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) or _global(inp, out):
+            rf, jump = None, None
+        elif inside:   # a block: its output sees what its widest part sees
+            widest = max(inside, key=lambda f: float("inf") if f[0] is None else f[0])
+            rf, jump = widest if widest[0] is not None else (None, None)
+        if isinstance(m, nn.Conv2d) and rf is not None:   # the widest, for parallel branches
+            self.last_conv = max(self.last_conv or 0, rf)
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        for o in outs:
+            self.note(o, rf, jump)
+        if self.inner:
+            self.inner[-1].append((rf, jump))
+        return rf, jump
+
+
+def _global(inp, out) -> bool:
+    """The output mixes every position: it has no spatial dims, or a 1 x 1 map made from a
+    larger one (global average pooling)."""
+    if not isinstance(out, torch.Tensor):
+        return False
+    if out.dim() < 3:
+        return True
+    x = inp[0] if inp else None
+    return (out.dim() == 4 and out.shape[-2:] == (1, 1) and isinstance(x, torch.Tensor) and x.dim() == 4
+            and x.shape[-2] * x.shape[-1] > 1)
+
+
+def _first(v) -> int:
+    return int(v[0] if isinstance(v, (tuple, list)) else v)
 
 
 def _home(net: nn.Module) -> torch.device:
@@ -179,11 +254,15 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
     stack: list[tuple[str, nn.Module, int]] = []
     names = {m: n for n, m in net.named_modules() if n}
 
+    fields = _ReceptiveFields(torch.Size(input_shape))
+
     def pre(m, _inp):
         stack.append((names.get(m, "?"), m, counter.get_total_flops()))
+        fields.enter()
 
-    def post(m, _inp, out):
+    def post(m, inp, out):
         name, _, flops_before = stack.pop()
+        rf, jump = fields.leave(m, inp, out)
         if name not in chosen:
             return
         calls[name] = calls.get(name, 0) + 1
@@ -192,7 +271,7 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
         rows.append(LayerRow(name=name if first else f"{name} (call {calls[name]})", type=type(m).__name__,
                              output_shape=shape, params=count_params(m) if first else 0,
                              flops=(counter.get_total_flops() - flops_before) // batch, outputs=desc,
-                             module=m))
+                             module=m, rf=rf, jump=jump))
 
     modules = [m for n, m in net.named_modules() if n]
     handles = [m.register_forward_pre_hook(pre) for m in modules]
@@ -201,6 +280,7 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
     net.eval()
     try:
         X = _probe_input(tuple(input_shape), device)
+        fields.note(X, 1, 1)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             try:
                 net.to(device)(X)
@@ -219,4 +299,5 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 224, 224),
     table = LayerTable(input_shape=tuple(input_shape[1:]), total_params=count_params(net),
                        total_flops=counter.get_total_flops() // batch)
     table.rows = rows
+    table.last_conv_rf = fields.last_conv
     return table
