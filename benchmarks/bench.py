@@ -61,8 +61,10 @@ def sync(device: torch.device) -> None:
 
 
 def matmul_flops(device: torch.device, seconds: float) -> dict:
-    """FLOP/s of a 2048 x 2048 fp32 (bf16 on CUDA) matrix product: the machine's practical limit."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    """FLOP/s of a 2048 x 2048 matrix product in the dtype training uses (fp32 on a CPU; on a GPU
+    the precision policy's: bf16 from compute capability 8.0, fp16 on 7.x, fp32 below): the
+    machine's practical limit."""
+    dtype = (d2l.precision_policy(device, True).dtype or torch.float32) if device.type == "cuda" else torch.float32
     a = torch.randn(2048, 2048, device=device, dtype=dtype)
     b = torch.randn(2048, 2048, device=device, dtype=dtype)
     rates = []
@@ -158,7 +160,11 @@ def steady(step, batch_size, device, args) -> dict:
 def train_step_fn(net, batches, device, amp, channels_last, non_blocking=True):
     """One Adam training step on the next batch from ``batches``."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    dtype = torch.bfloat16 if amp else None
+    # The CPU row times bf16 on purpose; a GPU gets what train_ch5(amp=True) would pick
+    # there (fp16 with a scaler on a T4, fp32 on a P100), not emulated bf16.
+    policy = d2l.precision_policy(device, "bf16" if device.type == "cpu" else True) if amp else \
+        d2l.precision_policy(device, False)
+    dtype, scaler = policy.dtype, policy.grad_scaler(device)
 
     def step():
         X, y = next(batches)
@@ -169,8 +175,9 @@ def train_step_fn(net, batches, device, amp, channels_last, non_blocking=True):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = F.cross_entropy(net(X), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     return step
 
 

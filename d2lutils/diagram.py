@@ -167,54 +167,8 @@ def draw_block(block: nn.Module, input_shape: tuple[int, ...], title: str | None
         raise ArgumentError(f"block cannot be traced with torch.fx ({type(e).__name__}: {e}); "
                             "draw_block needs a forward without data-dependent control flow") from None
     _propagate_shapes(gm, ShapeProp, torch.zeros(tuple(input_shape)))
-    modules = dict(gm.named_modules())
-    nodes: dict = {}      # fx node -> drawn node
-    order: list[dict] = []
-    for node in gm.graph.nodes:
-        meta = node.meta.get("tensor_meta")
-        shape = tuple(meta.shape[1:]) if meta is not None and hasattr(meta, "shape") else ()
-        if node.op == "call_function" and getattr(node.target, "__name__", "") in ("relu", "sigmoid", "tanh"):
-            parent = nodes[node.args[0]]
-            parent["label"] += " + " + node.target.__name__.replace("relu", "ReLU")
-            nodes[node] = parent
-            continue
-        if node.op == "call_module" and isinstance(modules[node.target], (nn.ReLU, nn.Sigmoid, nn.Tanh)):
-            parent = nodes[node.args[0]]
-            parent["label"] += " + " + _fold(modules[node.target])
-            nodes[node] = parent
-            continue
-        if node.op == "placeholder":
-            d = {"label": "input", "kind": "io"}
-        elif node.op == "output":
-            continue
-        elif node.op == "call_module":
-            label, kind = layer_label(modules[node.target])
-            d = {"label": f"{node.target}: {label}", "kind": kind}
-        elif getattr(node.target, "__name__", "") == "cat":
-            d = {"label": "concatenate channels", "kind": "concat"}
-        else:
-            d = {"label": getattr(node.target, "__name__", str(node.target)), "kind": "other"}
-        d["shape"] = shape
-        d["parents"] = [nodes[a] for a in node.all_input_nodes]
-        nodes[node] = d
-        order.append(d)
-    # rows: longest path from the input; columns: one per path leaving the input
-    for d in order:
-        d["row"] = 1 + max((p["row"] for p in d["parents"]), default=-1)
-        if not d["parents"]:
-            d["col"] = None
-        elif len({id(p) for p in d["parents"]}) > 1:
-            d["col"] = None          # joins paths: drawn across them
-        else:
-            d["col"] = d["parents"][0]["col"]
-    source = order[0]
-    children = [d for d in order if d["parents"] and d["parents"][0] is source and len(d["parents"]) == 1]
-    for i, d in enumerate(children):
-        d["col"] = i
-    for d in order:  # descendants of a path inherit its column
-        if d["col"] is None and len({id(p) for p in d["parents"]}) == 1 and d["parents"][0]["col"] is not None:
-            d["col"] = d["parents"][0]["col"]
-    ncols = max(len(children), 1)
+    order = _block_nodes(gm)
+    ncols = _layout(order)
     rows = max(d["row"] for d in order) + 1
     cw, ch, gx, gy = 2.5, 0.62, 0.25, 0.45
     if ax is None:
@@ -242,3 +196,60 @@ def draw_block(block: nn.Module, input_shape: tuple[int, ...], title: str | None
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+def _block_nodes(gm) -> list[dict]:
+    """The traced graph's nodes to draw, in order, each with its label, kind, output shape
+    and parents; activations are folded into the box before them."""
+    modules = dict(gm.named_modules())
+    nodes: dict = {}      # fx node -> drawn node
+    order: list[dict] = []
+    for node in gm.graph.nodes:
+        meta = node.meta.get("tensor_meta")
+        shape = tuple(meta.shape[1:]) if meta is not None and hasattr(meta, "shape") else ()
+        if node.op == "call_function" and getattr(node.target, "__name__", "") in ("relu", "sigmoid", "tanh"):
+            parent = nodes[node.args[0]]
+            parent["label"] += " + " + node.target.__name__.replace("relu", "ReLU")
+            nodes[node] = parent
+            continue
+        if node.op == "call_module" and isinstance(modules[node.target], (nn.ReLU, nn.Sigmoid, nn.Tanh)):
+            parent = nodes[node.args[0]]
+            parent["label"] += " + " + _fold(modules[node.target])
+            nodes[node] = parent
+            continue
+        if node.op == "placeholder":
+            d = {"label": "input", "kind": "io"}
+        elif node.op == "output":
+            continue
+        elif node.op == "call_module":
+            label, kind = layer_label(modules[node.target])
+            d = {"label": f"{node.target}: {label}", "kind": kind}
+        elif getattr(node.target, "__name__", "") == "cat":
+            d = {"label": "concatenate channels", "kind": "concat"}
+        else:
+            name = getattr(node.target, "__name__", str(node.target))
+            d = {"label": {"local_response_norm": "local response normalisation"}.get(name, name), "kind": "other"}
+        d["shape"] = shape
+        d["parents"] = [nodes[a] for a in node.all_input_nodes]
+        nodes[node] = d
+        order.append(d)
+    return order
+
+
+def _layout(order: list[dict]) -> int:
+    """Rows (longest path from the input) and columns (one per path leaving the input) of
+    the drawn nodes; a node that joins paths is drawn across them. Returns the columns."""
+    for d in order:
+        d["row"] = 1 + max((p["row"] for p in d["parents"]), default=-1)
+        if not d["parents"] or len({id(p) for p in d["parents"]}) > 1:
+            d["col"] = None
+        else:
+            d["col"] = d["parents"][0]["col"]
+    source = order[0]
+    children = [d for d in order if d["parents"] and d["parents"][0] is source and len(d["parents"]) == 1]
+    for i, d in enumerate(children):
+        d["col"] = i
+    for d in order:  # descendants of a path inherit its column
+        if d["col"] is None and len({id(p) for p in d["parents"]}) == 1 and d["parents"][0]["col"] is not None:
+            d["col"] = d["parents"][0]["col"]
+    return max(len(children), 1)

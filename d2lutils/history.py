@@ -13,7 +13,7 @@ from typing import Any
 from ._io import atomic_write_text
 from .errors import ArgumentError
 
-__all__ = ["History", "epoch_line", "probe_line", "header_line"]
+__all__ = ["History", "epoch_line", "probe_line", "header_line", "printed_epochs"]
 
 
 @dataclass
@@ -98,6 +98,13 @@ class History:
         """Write the history as JSON, atomically (a small file the comparison chapter reads)."""
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1), what="history")
 
+    def add_point(self, sums: list[float], at: float) -> None:
+        """A training-curve point: (loss sum, correct, images) of a stretch ending at epoch ``at``."""
+        loss, correct, n = sums
+        self.step_epoch.append(at)
+        self.step_loss.append(loss / n)
+        self.step_acc.append(correct / n)
+
     def summary(self) -> str:
         """One line: device, profile, images, epochs, wall time, final test accuracy."""
         if not self.epoch:
@@ -110,6 +117,13 @@ class History:
 
 def _count(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
+
+
+def printed_epochs(num_epochs: int) -> set[int]:
+    """The epochs whose line is printed: the first and four evenly spaced ones, the last
+    included, so a 10-epoch run prints 5 lines and a training cell stays short."""
+    parts = min(num_epochs, 4)
+    return {1, *(max(1, round(num_epochs * k / parts)) for k in range(1, parts + 1))}
 
 
 def header_line(h: History, device: str, num_epochs: int, batch_size: int, procs: str = "") -> str:

@@ -423,3 +423,45 @@ GOOGLENET = d2l.Recipe(
     cpu_why="Kaiming initialisation, batch 32, a 100-step warm-up and a cosine decay: the seed's "
             "settings stay at chance for thousands of images (measured above)",
     gpu_img_per_s=3_513, gpu_source="d2l 0.17.6 on a V100")
+
+
+class AuxHead(nn.Module):
+    """GoogLeNet's side classifier: pool to 4 x 4, 1x1 convolution to 128 channels,
+    1,024 units with 70% dropout, the classes (Szegedy et al., 2014, Section 5)."""
+
+    def __init__(self, in_channels, num_classes=10):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.AdaptiveAvgPool2d(4),                      # the paper: 5x5/3 pooling of 14 x 14
+            nn.Conv2d(in_channels, 128, kernel_size=1), nn.ReLU(),
+            d2l.FlattenLayer(), nn.Linear(128 * 4 * 4, 1024), nn.ReLU(), nn.Dropout(0.7),
+            nn.Linear(1024, num_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class GoogLeNetAux(nn.Module):
+    """`googlenet()` with the paper's two auxiliary classifiers after Inception (4a) and
+    (4d). Training mode returns (logits, aux1, aux2); eval mode the logits alone."""
+
+    def __init__(self, in_channels=1, num_classes=10):
+        super().__init__()
+        base = googlenet(in_channels, num_classes)
+        self.b1, self.b2, self.b3, self.b4, self.b5, self.fc = base
+        self.aux = nn.ModuleList([AuxHead(512, num_classes), AuxHead(528, num_classes)])
+        self.taps = {0: 0, 3: 1}                          # b4's 4a and 4d feed heads 0 and 1
+
+    def forward(self, x):
+        x = self.b3(self.b2(self.b1(x)))
+        side = []
+        for i, layer in enumerate(self.b4):
+            x = layer(x)
+            if self.training and i in self.taps:
+                side.append(self.aux[self.taps[i]](x))
+        y = self.fc(self.b5(x))
+        return (y, *side) if self.training else y
+
+
+GOOGLENET_AUX = GOOGLENET.but(name="googlenet-aux", net=lambda: GoogLeNetAux(),
+                              source="seed 002 / d2l's 96 px, with the paper's side classifiers")

@@ -24,12 +24,12 @@ from .checkpoint import CheckpointLock
 from .checks import check_divergence, check_loss_value, check_train_args, set_baseline, split_output
 from .devices import amp_dtype, as_device, device_name, make_grad_scaler, precision_policy, set_seed, try_gpu
 from .errors import ArgumentError, TrainingDivergedError  # noqa: F401  (re-exported)
-from .history import History, epoch_line, header_line, probe_line
+from .history import History, epoch_line, header_line, printed_epochs, probe_line
 from .metrics import Accumulator
 from .notebook import progress_bar_class
 from .plot import LiveCurves
 from .profile import get_profile
-from .runstate import Run, batches_from, epoch_marks, out_of_memory_error, resume_run, setup_run
+from .runstate import Run, batches_from, out_of_memory_error, resume_run, setup_run
 
 __all__ = ["History", "TrainingDivergedError", "try_gpu", "device_name", "set_seed", "amp_dtype",
            "make_grad_scaler", "evaluate_accuracy", "train_ch5"]
@@ -126,19 +126,6 @@ def _evaluate(run: Run, data_iter) -> float:
     return float(correct) / n
 
 
-def _curve_point(h: History, sums: list[float], at: float) -> None:
-    loss, correct, n = sums
-    h.step_epoch.append(at)
-    h.step_loss.append(loss / n)
-    h.step_acc.append(correct / n)
-
-
-def printed_epochs(num_epochs: int) -> set[int]:
-    """The epochs whose line is printed: the first and four evenly spaced ones, the last
-    included, so a 10-epoch run prints 5 lines and a training cell stays short."""
-    return {1, *epoch_marks(num_epochs, min(num_epochs, 4))}
-
-
 def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live) -> None:
     """Train one epoch (from batch ``skip`` on a resume), record its curve, evaluate, save."""
     h, dev = run.history, run.device
@@ -170,31 +157,45 @@ def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live
             continue
         _sync(dev)
         train_time += time.perf_counter() - t_train
-        _curve_point(h, segment.reduced(), epoch + (i + 1) / run.n_batches)
+        h.add_point(segment.reduced(), epoch + (i + 1) / run.n_batches)
         segment.reset()
         if i + 1 in run.probe_marks:
-            h.probe_epoch.append(epoch + (i + 1) / run.n_batches)
-            h.probe_acc.append(_evaluate(run, run.probe_iter))
-            elapsed = done_before + time.perf_counter() - t0
-            ranks = dist.gather_objects([float(epoch_sums[0]), int(epoch_sums[1]), int(epoch_sums[2])])
-            if run.num_epochs == 1:   # a longer run prints whole epochs only (the plot has the rest)
-                run.say(probe_line(h, sum(r[2] for r in ranks), elapsed))
-            run.state.save(h, epoch, batch=i + 1,
-                           progress={"ranks": ranks, "seconds": elapsed, "train_time": train_time})
+            _probe(run, epoch, i + 1, epoch_sums, done_before + time.perf_counter() - t0, train_time)
         if live is not None:
             live.update(h)
         t_train = time.perf_counter()
     _sync(dev)
     train_time += time.perf_counter() - t_train
     check_divergence(run, window, epoch, None)
+    _end_epoch(run, epoch, epoch_sums, segment, t0, done_before, train_time)
+    if live is not None:
+        live.update(h)
+
+
+def _probe(run: Run, epoch: int, done: int, epoch_sums: Accumulator, elapsed: float, train_time: float) -> None:
+    """Inside an epoch: test on the probe subset, print, and checkpoint mid-epoch with every
+    rank's running sums, so a resume adds up in the same order."""
+    h = run.history
+    h.probe_epoch.append(epoch + done / run.n_batches)
+    h.probe_acc.append(_evaluate(run, run.probe_iter))
+    ranks = dist.gather_objects([float(epoch_sums[0]), int(epoch_sums[1]), int(epoch_sums[2])])
+    if run.num_epochs == 1:   # a longer run prints whole epochs only (the plot has the rest)
+        run.say(probe_line(h, sum(r[2] for r in ranks), elapsed))
+    run.state.save(h, epoch, batch=done, progress={"ranks": ranks, "seconds": elapsed, "train_time": train_time})
+
+
+def _end_epoch(run: Run, epoch: int, epoch_sums: Accumulator, segment: Accumulator, t0: float,
+               done_before: float, train_time: float) -> None:
+    """The epoch's means over all ranks, its last curve point, the test accuracy, the save."""
+    h = run.history
     loss_sum, correct, n = epoch_sums.reduced()
     if n == 0:
         raise ArgumentError("train_iter yielded no batch: it holds no images")
     rest = segment.reduced()
     if rest[2]:
-        _curve_point(h, rest, float(epoch + 1))
+        h.add_point(rest, float(epoch + 1))
     test_acc = _evaluate(run, run.test_iter)
-    _sync(dev)
+    _sync(run.device)
     if h.n_train is None:   # an iterable that did not say its size: now we know it
         h.n_train = int(n)
     h.epoch.append(epoch + 1)
@@ -206,8 +207,6 @@ def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live
     run.state.save(h, epoch + 1)
     if h.epoch[-1] in printed_epochs(run.num_epochs):
         run.say(epoch_line(h, -1))
-    if live is not None:
-        live.update(h)
 
 
 def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_size: int,

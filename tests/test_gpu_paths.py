@@ -191,3 +191,37 @@ def test_gpu_check_runs_here_and_says_no_gpu(capsys):
     assert gpu_check.main([]) == 0
     out = capsys.readouterr().out
     assert "no CUDA GPU" in out and "verdict" in out and "img/s" in out
+
+
+def test_a_recipe_keeps_its_images_on_the_gpu(monkeypatch):
+    """On a CUDA device the 28 px uint8 images go to the GPU (resized there per batch);
+    on a CPU they stay where they are."""
+    from d2lutils import models, recipe as rc
+
+    seen = []
+    monkeypatch.setattr(rc, "load_data_fashion_mnist", lambda *a, **k: seen.append(k["device"]) or (None, None))
+    models.LENET.data("quick", device=torch.device("cuda"))
+    models.LENET.data("quick", device=torch.device("cpu"))
+    assert seen == [torch.device("cuda"), None]
+
+
+def test_channels_last_on_a_gpu_only_with_tensor_cores():
+    assert d2l.precision_policy("cuda", True, capability=(7, 5)).channels_last
+    assert not d2l.precision_policy("cuda", True, capability=(6, 0)).channels_last
+    assert not d2l.precision_policy("cuda", False).channels_last
+
+
+def test_peak_memory_reports_the_gpu_too(monkeypatch, capsys):
+    from d2lutils import notebook
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda i: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda i: 4 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: type("P", (), {"total_memory": 15 * 2**30})())
+    notebook.report_peak_memory()
+    out = capsys.readouterr().out
+    assert "cuda:0 (Tesla T4): 3.00 GB allocated, 4.00 GB reserved, of 15.0 GB" in out
+    assert "peak memory of this notebook's process" in out
