@@ -59,7 +59,7 @@ def test_lenet_table_text_and_depth():
     assert stages.total_flops == leaves.total_flops  # per image, whatever the batch
     text = str(leaves)
     assert "16 x 5 x 5" in text and "total params: 61,706" in text
-    assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "params", "MFLOPs"]
+    assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "RF/jump", "params", "MFLOPs"]
 
 
 def test_table_keeps_train_mode_and_plots():
@@ -121,3 +121,19 @@ def test_show_fashion_mnist_titles_by_class():
     titles = [ax.get_title() for ax in plt.gcf().axes]
     assert titles == ["t-shirt", "sandal", "ankle boot"]
     plt.close("all")
+
+
+def test_receptive_fields_follow_the_recurrence():
+    """r <- r + (k - 1) j, j <- j s: AlexNet's published fields (conv1 11, conv5 163, pool5 195),
+    two stacked 3x3 = one 5x5, and a block with parallel paths takes its widest path."""
+    from d2lutils import models
+
+    t = d2l.layer_table(models.ALEXNET.net(), (1, 1, 224, 224))
+    rf = {r.name: (r.rf, r.jump) for r in t.rows}
+    assert rf["features.0"] == (11, 4) and rf["features.12"] == (163, 16) and rf["features.14"] == (195, 32)
+    assert rf["classifier.1"] == (None, None) and t.last_conv_rf == 163
+    assert "receptive field of the last convolution: 163 x 163" in str(t)
+    stack = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU(), nn.Conv2d(1, 1, 3, padding=1))
+    assert d2l.layer_table(stack, (1, 1, 16, 16)).last_conv_rf == 5
+    inc = d2l.layer_table(nn.Sequential(models.Inception(4, 2, (2, 2), (2, 2), 2)), (1, 4, 16, 16), depth=1)
+    assert (inc.rows[0].rf, inc.rows[0].jump) == (5, 1) and inc.last_conv_rf == 5   # the 5x5 path
