@@ -465,3 +465,136 @@ class GoogLeNetAux(nn.Module):
 
 GOOGLENET_AUX = GOOGLENET.but(name="googlenet-aux", net=lambda: GoogLeNetAux(),
                               source="seed 002 / d2l's 96 px, with the paper's side classifiers")
+
+# ---- from notebooks/08_after2015.ipynb ------------------------------------------
+
+
+def batch_norm(X, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """Batch normalisation of N x C (fully connected) or N x C x H x W (convolutional) inputs.
+
+    In training, each channel is normalised with the batch's mean and variance (over the batch
+    and every pixel), and the running statistics move towards the batch's by ``momentum``
+    (PyTorch's convention; the variance stored is the unbiased one, as nn.BatchNorm2d does).
+    In evaluation, the running statistics are used. Returns (Y, running_mean, running_var).
+    """
+    assert X.dim() in (2, 4), "N x C or N x C x H x W"
+    dims, shape = ((0,), (1, -1)) if X.dim() == 2 else ((0, 2, 3), (1, -1, 1, 1))
+    if training:
+        mean = X.mean(dim=dims)
+        var = X.var(dim=dims, unbiased=False)         # what the batch is normalised with
+        n = X.numel() // X.shape[1]                   # values per channel
+        with torch.no_grad():
+            running_mean = (1 - momentum) * running_mean + momentum * mean
+            running_var = (1 - momentum) * running_var + momentum * var * n / (n - 1)
+    else:
+        mean, var = running_mean, running_var
+    X_hat = (X - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
+    return gamma.reshape(shape) * X_hat + beta.reshape(shape), running_mean, running_var
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation layer built on :func:`batch_norm`: a scale ``gamma`` and a shift
+    ``beta`` per channel (learned), and running statistics (buffers, not learned)."""
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(num_features))
+        self.beta = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, X):
+        Y, self.running_mean, self.running_var = batch_norm(
+            X, self.gamma, self.beta, self.running_mean, self.running_var, self.training,
+            self.momentum, self.eps)
+        return Y
+
+
+def with_bn(net):
+    """``net`` with an ``nn.BatchNorm2d`` after every ``nn.Conv2d`` (the convolution is
+    replaced by ``nn.Sequential(conv, bn)`` where it sits), so that a chapter's net gets batch
+    normalisation without being rewritten. Returns ``net``."""
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Conv2d):
+                setattr(module, name, nn.Sequential(child, nn.BatchNorm2d(child.out_channels)))
+    return net
+
+
+NIN_D2L_BN = NIN_D2L.but(name="nin-d2l-bn", net=lambda: with_bn(nin()),
+                         source="d2l 0.17.6's NiN recipe, with batch normalisation")
+
+
+GOOGLENET_SEED = GOOGLENET.but(name="googlenet-seed", cpu={}, cpu_why="",
+                               source="seed 002 / d2l's 96 px, without the CPU changes")
+
+
+GOOGLENET_SEED_BN = GOOGLENET_SEED.but(name="googlenet-seed-bn", net=lambda: with_bn(googlenet()),
+                                       source="seed 002 / d2l's 96 px, with batch normalisation")
+
+
+class Residual(nn.Module):
+    """ResNet's basic block (He et al., 2015): ReLU(bn(conv(ReLU(bn(conv(x))))) + shortcut(x)).
+
+    Args:
+        in_channels, out_channels: channels in and out.
+        stride: 2 halves the height and width (the first block of a stage).
+        skip: False leaves out the addition: a "plain" block, for comparison.
+
+    The shortcut is the identity when the shape is kept, else a 1x1 convolution with the
+    block's stride and batch normalisation (a projection, torchvision's ``downsample``).
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1, skip=True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = None
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+        self.skip = skip
+
+    def forward(self, X):
+        Y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(X)))))
+        if self.skip:
+            Y = Y + (X if self.shortcut is None else self.shortcut(X))
+        return F.relu(Y)
+
+
+RESNET_ARCHS = {18: ((64, 2), (128, 2), (256, 2), (512, 2)),    # (channels, residual blocks) per stage
+                34: ((64, 3), (128, 4), (256, 6), (512, 3))}
+
+
+def resnet(arch=RESNET_ARCHS[18], in_channels=1, num_classes=10, skip=True):
+    """ResNet with basic blocks (torchvision's layout): a stem, one stage per entry of ``arch``
+    (the first keeps the size, the others halve it), global average pooling, a linear layer.
+    ``skip=False`` builds the "plain" net of the same layers."""
+    stem = nn.Sequential(
+        nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
+        nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    stages, c_in = [], 64
+    for i, (channels, blocks) in enumerate(arch):
+        stages.append(nn.Sequential(*[
+            Residual(c_in if j == 0 else channels, channels, stride=2 if i > 0 and j == 0 else 1, skip=skip)
+            for j in range(blocks)]))
+        c_in = channels
+    net = nn.Sequential(stem, *stages, d2l.GlobalAvgPool2d(), d2l.FlattenLayer(), nn.Linear(c_in, num_classes))
+    return d2l.with_input_check(net, in_channels, d2l.any_size_from(1), "ResNet")
+
+
+def resnet18(in_channels=1, num_classes=10):
+    """ResNet-18: 17 convolutions in the stem and 8 residual blocks, and one linear layer."""
+    return resnet(RESNET_ARCHS[18], in_channels, num_classes)
+
+
+RESNET18 = d2l.Recipe(
+    "resnet18", net=lambda: resnet18(), resize=96, batch_size=256, optimizer="sgd", lr=0.05,
+    num_epochs=10, source="d2l 0.17.6's ResNet-18 recipe (96 px)", cpu_images=6_400,
+    cpu_img_per_s=60, cpu_test_images=5_000, cpu={"batch_size": 32},
+    cpu_why="batch 32: eight times as many steps in the single pass (no other initialisation or "
+            "warm-up: batch normalisation does not need them)")
