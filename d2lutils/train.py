@@ -320,9 +320,10 @@ def _fit(run: Run, resume: bool) -> History:
     h = run.history
     procs = f"{run.state.world} processes ({dist.backend_for(run.device)}), each " if run.state.world > 1 else ""
     run.say(header_line(h, device_name(run.device), run.num_epochs, run.batch_size, procs))
-    for e in range(len(h.epoch)):
-        if h.epoch[e] in printed_epochs(run.num_epochs):
-            run.say(epoch_line(h, e))
+    if start < run.num_epochs:   # a resumed run recalls its epochs; a finished one just its summary
+        for e in range(len(h.epoch)):
+            if h.epoch[e] in printed_epochs(run.num_epochs):
+                run.say(epoch_line(h, e))
     bar_class = progress_bar_class(run.progress)
     live = LiveCurves() if run.live_plot else None
     run.net.train()
