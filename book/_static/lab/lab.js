@@ -217,7 +217,7 @@
     el("label", { "for": "lab-occ-class" }, ctl, "true class ");
     ui.occClass = el("select", { id: "lab-occ-class" }, ctl);
     lab.manifest.classes.forEach(function (c, i) { el("option", { value: i }, ui.occClass, c); });
-    ui.occClass.onchange = function () { lab.label = +ui.occClass.value; occUpdate(); };
+    ui.occClass.onchange = function () { lab.label = +ui.occClass.value; lab.labelChosen = true; occUpdate(); };
     ui.occText = el("div", { id: "lab-occ-prob", "class": "lab-occ-prob", "aria-live": "polite" }, ctl);
     var btn = el("button", { type: "button", id: "lab-occ-map-button" }, ctl, "Compute the whole occlusion map");
     ui.occMapInfo = el("div", { "class": "lab-time", id: "lab-occ-map-info" }, ctl);
@@ -268,6 +268,7 @@
   // ---- updates -------------------------------------------------------------------------
   function setSource(source, i) {
     lab.source = source;
+    lab.labelChosen = false;
     if (source === "test") {
       lab.label = lab.images.label[i];
       ui.caption.textContent = "test image " + lab.images.index[i] + " (true class: " + lab.manifest.classes[lab.label] + ")";
@@ -318,7 +319,7 @@
         r.card.setAttribute("data-top", top);
         r.time.textContent = "top: " + lab.manifest.classes[top] + " · " + out.ms.toFixed(1) + " ms in your browser";
         lab.timings[key] = out.ms;
-        if (lab.source === "drawing" && key === ui.occModel.value) { lab.label = top; ui.occClass.value = top; }
+        if (lab.source === "drawing" && !lab.labelChosen && key === ui.occModel.value) { lab.label = top; ui.occClass.value = top; }
         if (lab.firstPredictionMs === null) {
           lab.firstPredictionMs = performance.now();
           $("lab-predict").setAttribute("data-first-prediction-ms", lab.firstPredictionMs.toFixed(0));
