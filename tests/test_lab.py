@@ -82,7 +82,8 @@ def test_models_match_the_manifest_and_the_stored_runs():
         assert m["run"]["profile"] == run["profile"] == "cpu"
         assert (m["run"]["device"], m["run"]["n_train"], m["run"]["n_test"]) == \
                (run["device"], run["n_train"], run["n_test"])
-        assert m["run"]["epochs"] == len(run["epoch"]) and m["run"]["test_acc"] == run["test_acc"][-1]
+        assert m["run"]["epochs"] == len(run["epoch"]) and m["run"]["test_acc"] == run["test_acc"][-1], \
+            f"{m['run']['file']} changed: re-export the lab's models (PYTHONPATH=. python book/_ext/lab_export.py)"
         ckpt = ROOT / "notebooks" / "checkpoints" / f"{m['recipe']}-cpu.pt"
         if ckpt.exists():  # not committed: checked where the chapter has run
             net = RECIPES[m["key"]].net()
