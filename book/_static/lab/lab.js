@@ -129,7 +129,7 @@
   function buildRuns() {
     var box = $("lab-runs");
     box.innerHTML = "";
-    var t = el("table", { "class": "lab-runs table" }, box);
+    var t = el("table", { "class": "lab-runs table" }, el("div", { "class": "lab-scroll" }, box));
     var head = el("tr", {}, el("thead", {}, t));
     ["net", "run (recipe)", "device", "profile", "training images × epochs", "test images", "test accuracy", "model file"]
       .forEach(function (h) { el("th", {}, head, h); });
