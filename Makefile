@@ -1,5 +1,6 @@
 # make book  : set up .venv (if missing) and Chromium, build the site into _build/html,
 #              with the whole book as one PDF and a zip of the notebooks in _build/html/downloads
+#              and the lab page's runtime (onnxruntime-web from the npm registry, book/_ext/lab_build.py)
 # make test  : set up everything (apt data + browser, .venv), build the book, run every test
 PY      ?= python3
 VENV    ?= .venv
@@ -21,18 +22,20 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# Debian's Fashion-MNIST, Chromium (the browser test, the PDF) and a Chinese font (the PDF's
-# glossary). Uses sudo when not root.
+# Debian's Fashion-MNIST, Chromium (the browser test, the PDF), a Chinese font (the PDF's
+# glossary) and npm (fetches the lab page's onnxruntime-web). Uses sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v chromium >/dev/null \
-	    || [ ! -d /usr/share/fonts/truetype/wqy ]; then \
+	    || [ ! -d /usr/share/fonts/truetype/wqy ] || ! command -v npm >/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist chromium fonts-wqy-microhei; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist chromium fonts-wqy-microhei \
+	    $$(command -v npm >/dev/null || echo nodejs npm); \
 	fi
 
 book: setup system-deps
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python book/_ext/lab_build.py
 	$(BIN)/python book/_ext/downloads.py
 
 # Unit and property tests, every chapter under nbval (quick profile), then the site in Chromium.

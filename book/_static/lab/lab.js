@@ -1,0 +1,437 @@
+/* Classic CNNs lab: the LeNet chapter's trained nets, run in the reader's browser by
+ * onnxruntime-web (WebAssembly, served from this site). Plain script, no build step.
+ * Loaded by book/lab.md's small loader with data-base = the site's _static/lab/ folder.
+ * window.classicCnnsLab exposes the state and the functions the tests call. */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var base = new URL(script.getAttribute("data-base") || "./", location.href).href;
+  var N = 28, SCALE = 10;               // 28 x 28 input, drawn 10x larger
+  var lab = window.classicCnnsLab = {
+    base: base, models: {}, errors: {}, manifest: null, images: null,
+    current: new Float32Array(N * N), label: 0, source: "", timings: {},
+    firstPredictionMs: null,
+  };
+  var el = function (tag, attrs, parent, text) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    if (parent) parent.appendChild(e);
+    return e;
+  };
+  var $ = function (id) { return document.getElementById(id); };
+  var fmt = function (p) { return (100 * p).toFixed(1) + "%"; };
+
+  function showError(parent, text) {
+    var box = el("div", { "class": "lab-error", role: "alert" }, null, text);
+    parent.insertBefore(box, parent.firstChild);
+    return box;
+  }
+
+  // ---- loading -------------------------------------------------------------------
+  function loadScript(src) {
+    return new Promise(function (resolve, reject) {
+      var s = el("script", { src: src });
+      s.onload = resolve;
+      s.onerror = function () { reject(new Error("could not load " + src)); };
+      document.head.appendChild(s);
+    });
+  }
+  function fetchOk(url, kind) {
+    // Revalidated every time: a rebuilt site's manifest and models must not mix with cached ones.
+    return fetch(url, { cache: "no-cache" }).then(function (r) {
+      if (!r.ok) throw new Error(url.replace(base, "") + ": HTTP " + r.status + (r.status === 404 ? " (the file is missing)" : ""));
+      return r[kind]();
+    });
+  }
+  function hex(buf) {
+    return Array.prototype.map.call(new Uint8Array(buf), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  function loadModel(m) {
+    // Resolves to a session, or rejects with a message a reader can act on.
+    return fetchOk(base + m.file, "arrayBuffer").then(function (buf) {
+      var check = (window.crypto && crypto.subtle) ? crypto.subtle.digest("SHA-256", buf).then(hex) : Promise.resolve(null);
+      return check.then(function (sum) {
+        if (sum && sum !== m.sha256)
+          throw new Error(m.file + " is corrupt: its SHA-256 is not the one in models/manifest.json (" +
+                          buf.byteLength.toLocaleString() + " bytes, expected " + m.bytes.toLocaleString() + ")");
+        return ortReady.then(function () {
+          return ort.InferenceSession.create(new Uint8Array(buf), { executionProviders: ["wasm"] });
+        }).catch(function (e) {
+          if (e && /SHA-256|HTTP/.test(e.message)) throw e;
+          throw new Error(m.file + " could not be read as an ONNX model: " + (e && e.message || e));
+        });
+      });
+    });
+  }
+
+  var ortReady = loadScript(base + "ort/ort.wasm.min.js").then(function () {
+    ort.env.wasm.wasmPaths = base + "ort/";
+    ort.env.wasm.numThreads = 1;     // threads need cross-origin isolation, which a static host lacks
+    ort.env.wasm.proxy = false;
+    ort.env.logLevel = "error";
+  });
+
+  // One inference at a time (a WebAssembly session runs one call at a time).
+  var queue = Promise.resolve();
+  function run(key, pixels, batch) {
+    var job = queue.then(function () {
+      var sess = lab.models[key];
+      if (!sess) throw new Error(lab.errors[key] || ("model " + key + " is not loaded"));
+      var n = batch || 1;
+      var t0 = performance.now();
+      var feeds = { input: new ort.Tensor("float32", pixels, [n, 1, N, N]) };
+      return sess.run(feeds).then(function (out) {
+        var ms = performance.now() - t0;
+        return { probs: out.probs.data, conv1: out.conv1, conv2: out.conv2, ms: ms };
+      });
+    });
+    queue = job.catch(function () {});
+    return job;
+  }
+  lab.run = run;
+
+  // ---- drawing helpers -------------------------------------------------------------
+  var MAGMA = [[0, 0, 4], [28, 16, 68], [79, 18, 123], [129, 37, 129], [181, 54, 122],
+               [229, 80, 100], [251, 135, 97], [254, 194, 135], [252, 253, 191]];
+  function magma(v) {
+    v = Math.max(0, Math.min(1, v)) * (MAGMA.length - 1);
+    var i = Math.min(Math.floor(v), MAGMA.length - 2), t = v - i, a = MAGMA[i], b = MAGMA[i + 1];
+    return [0, 1, 2].map(function (c) { return Math.round(a[c] + t * (b[c] - a[c])); });
+  }
+  function paintGray(canvas, data, w, h, lo, hi) {
+    var ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h);
+    var span = hi - lo || 1;
+    for (var i = 0; i < w * h; i++) {
+      var v = Math.round(255 * Math.max(0, Math.min(1, (data[i] - lo) / span)));
+      img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255;
+    }
+    var tmp = document.createElement("canvas"); tmp.width = w; tmp.height = h;
+    tmp.getContext("2d").putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
+  }
+  function range(data, off, len) {
+    var lo = Infinity, hi = -Infinity;
+    for (var i = off; i < off + len; i++) { if (data[i] < lo) lo = data[i]; if (data[i] > hi) hi = data[i]; }
+    return [lo, hi];
+  }
+  function pointerPixel(canvas, ev) {
+    var r = canvas.getBoundingClientRect();
+    return [(ev.clientX - r.left) / r.width * N, (ev.clientY - r.top) / r.height * N];
+  }
+
+  // ---- the page ----------------------------------------------------------------------
+  var ui = {};
+  var modelKeys = function () { return lab.manifest.models.map(function (m) { return m.key; }); };
+  var modelOf = function (key) { return lab.manifest.models.filter(function (m) { return m.key === key; })[0]; };
+
+  function buildRuns() {
+    var box = $("lab-runs");
+    box.innerHTML = "";
+    var t = el("table", { "class": "lab-runs table" }, el("div", { "class": "lab-scroll" }, box));
+    var head = el("tr", {}, el("thead", {}, t));
+    ["net", "run (recipe)", "device", "profile", "training images × epochs", "test images", "test accuracy", "model file"]
+      .forEach(function (h) { el("th", {}, head, h); });
+    var body = el("tbody", {}, t);
+    lab.manifest.models.forEach(function (m) {
+      var r = el("tr", { "data-model": m.key }, body);
+      [m.title, m.run.file.replace("notebooks/runs/", "").replace(".json", "") + " (" + m.recipe + ")", m.run.device,
+       m.run.profile, m.run.n_train.toLocaleString("en") + " × " + m.run.epochs, m.run.n_test.toLocaleString("en"),
+       m.run.test_acc.toFixed(4), m.file + ", " + (m.bytes / 1024).toFixed(0) + " KiB " + m.dtype]
+        .forEach(function (v) { el("td", {}, r, v); });
+      var status = el("td", { "class": "lab-status", "data-status": "loading" }, r, "loading…");
+      ui["status-" + m.key] = status;
+    });
+    head.appendChild(el("th", {}, null, "status"));
+  }
+
+  function buildPredict() {
+    var box = $("lab-predict");
+    var row = el("div", { "class": "lab-row" }, box);
+    var left = el("div", { "class": "lab-col" }, row);
+    ui.main = el("canvas", { id: "lab-canvas", width: N * SCALE, height: N * SCALE, "class": "lab-canvas",
+                             "aria-label": "the current image; draw on it with the mouse or a finger" }, left);
+    ui.caption = el("div", { id: "lab-caption", "class": "lab-caption" }, left);
+    var tools = el("div", { "class": "lab-tools" }, left);
+    var clear = el("button", { type: "button", id: "lab-clear" }, tools, "Clear and draw your own");
+    el("label", { "for": "lab-brush" }, tools, " brush ");
+    ui.brush = el("input", { id: "lab-brush", type: "range", min: "0.6", max: "2.5", step: "0.1", value: "1.3" }, tools);
+    clear.onclick = function () { lab.current.fill(0); setSource("drawing", null); refresh(); };
+    var drawing = false;
+    var paint = function (ev) {
+      var p = pointerPixel(ui.main, ev), rad = +ui.brush.value;
+      for (var y = Math.floor(p[1] - rad - 1); y <= p[1] + rad + 1; y++)
+        for (var x = Math.floor(p[0] - rad - 1); x <= p[0] + rad + 1; x++) {
+          if (x < 0 || y < 0 || x >= N || y >= N) continue;
+          var d = Math.hypot(x + 0.5 - p[0], y + 0.5 - p[1]);
+          var v = Math.max(0, Math.min(1, rad + 0.5 - d));
+          if (v > lab.current[y * N + x]) lab.current[y * N + x] = v;
+        }
+      if (lab.source !== "drawing") setSource("drawing", null);
+      refresh();
+    };
+    ui.main.addEventListener("pointerdown", function (ev) { drawing = true; ui.main.setPointerCapture(ev.pointerId); paint(ev); ev.preventDefault(); });
+    ui.main.addEventListener("pointermove", function (ev) { if (drawing) paint(ev); });
+    ui.main.addEventListener("pointerup", function () { drawing = false; });
+    ui.main.addEventListener("pointercancel", function () { drawing = false; });
+
+    var right = el("div", { "class": "lab-col lab-results" }, row);
+    ui.results = {};
+    modelKeys().forEach(function (key) {
+      var m = modelOf(key);
+      var card = el("div", { "class": "lab-result", "data-model": key }, right);
+      el("div", { "class": "lab-result-title" }, card, m.title);
+      var time = el("div", { "class": "lab-time" }, card, lab.errors[key] ? "" : "loading…");
+      var bars = el("div", { "class": "lab-bars" }, card);
+      var rows = lab.manifest.classes.map(function (c) {
+        var r = el("div", { "class": "lab-bar-row" }, bars);
+        el("span", { "class": "lab-bar-label" }, r, c);
+        var track = el("span", { "class": "lab-bar-track" }, r);
+        var fill = el("span", { "class": "lab-bar-fill" }, track);
+        var val = el("span", { "class": "lab-bar-value" }, r, "");
+        return { row: r, fill: fill, val: val };
+      });
+      ui.results[key] = { card: card, time: time, rows: rows };
+    });
+
+    el("div", { "class": "lab-subtitle" }, box, "30 test images (click one):");
+    var gallery = el("div", { "class": "lab-gallery", id: "lab-gallery" }, box);
+    lab.images.pixels.forEach(function (px, i) {
+      var c = el("canvas", { width: 56, height: 56, "data-index": i, "class": "lab-thumb",
+                             title: "test image " + lab.images.index[i] + ": " + lab.manifest.classes[lab.images.label[i]] }, gallery);
+      paintGray(c, px, N, N, 0, 255);
+      c.onclick = function () { lab.select(i); };
+    });
+  }
+
+  function buildOcclusion() {
+    var box = $("lab-occlusion");
+    var occ = lab.manifest.occlusion;
+    var row = el("div", { "class": "lab-row" }, box);
+    var left = el("div", { "class": "lab-col" }, row);
+    ui.occ = el("canvas", { id: "lab-occ-canvas", width: N * SCALE, height: N * SCALE, "class": "lab-canvas",
+                            "aria-label": "drag the square over the image" }, left);
+    var ctl = el("div", { "class": "lab-col" }, row);
+    ui.occModel = modelSelect(ctl, "lab-occ-model", function () { occUpdate(); });
+    el("label", { "for": "lab-occ-class" }, ctl, "true class ");
+    ui.occClass = el("select", { id: "lab-occ-class" }, ctl);
+    lab.manifest.classes.forEach(function (c, i) { el("option", { value: i }, ui.occClass, c); });
+    ui.occClass.onchange = function () { lab.label = +ui.occClass.value; lab.labelChosen = true; occUpdate(); };
+    ui.occText = el("div", { id: "lab-occ-prob", "class": "lab-occ-prob", "aria-live": "polite" }, ctl);
+    var btn = el("button", { type: "button", id: "lab-occ-map-button" }, ctl, "Compute the whole occlusion map");
+    ui.occMapInfo = el("div", { "class": "lab-time", id: "lab-occ-map-info" }, ctl);
+    var np = Math.floor((N - occ.patch) / occ.stride) + 1;
+    ui.occMap = el("canvas", { id: "lab-occ-map", width: np * 20, height: np * 20, "class": "lab-map",
+                               "aria-label": "occlusion map: probability of the true class at each position" }, ctl);
+    var legend = el("div", { "class": "lab-legend" }, ctl);
+    el("span", {}, legend, "0 ");
+    var bar = el("canvas", { width: 160, height: 10, "class": "lab-colorbar" }, legend);
+    var bctx = bar.getContext("2d");
+    for (var x = 0; x < 160; x++) { var c = magma(x / 159); bctx.fillStyle = "rgb(" + c + ")"; bctx.fillRect(x, 0, 1, 10); }
+    el("span", {}, legend, " 1: probability of the true class with the square's top-left corner in that cell");
+    btn.onclick = function () { lab.computeOcclusionMap(); };
+    lab.occPos = [Math.floor((N - occ.patch) / 2), Math.floor((N - occ.patch) / 2)];
+    var dragging = false;
+    var move = function (ev) {
+      var p = pointerPixel(ui.occ, ev);
+      var clamp = function (v) { return Math.max(0, Math.min(N - occ.patch, Math.round(v - occ.patch / 2))); };
+      lab.occPos = [clamp(p[1]), clamp(p[0])];
+      occUpdate();
+    };
+    ui.occ.addEventListener("pointerdown", function (ev) { dragging = true; ui.occ.setPointerCapture(ev.pointerId); move(ev); ev.preventDefault(); });
+    ui.occ.addEventListener("pointermove", function (ev) { if (dragging) move(ev); });
+    ui.occ.addEventListener("pointerup", function () { dragging = false; });
+    ui.occ.addEventListener("pointercancel", function () { dragging = false; });
+  }
+
+  function modelSelect(parent, id, onchange) {
+    var wrap = el("div", { "class": "lab-model-select" }, parent);
+    el("label", { "for": id }, wrap, "net ");
+    var s = el("select", { id: id }, wrap);
+    modelKeys().forEach(function (k) { el("option", { value: k }, s, modelOf(k).title); });
+    var first = modelKeys().filter(function (k) { return !lab.errors[k]; })[0];
+    if (first) s.value = first;
+    s.onchange = onchange;
+    return s;
+  }
+
+  function buildInside() {
+    var box = $("lab-inside");
+    ui.inModel = modelSelect(box, "lab-inside-model", function () { insideUpdate(); });
+    el("div", { "class": "lab-subtitle" }, box, "conv1: 6 maps, 28 × 28");
+    ui.conv1 = el("div", { "class": "lab-maps", id: "lab-conv1" }, box);
+    el("div", { "class": "lab-subtitle" }, box, "conv2: 16 maps, 10 × 10");
+    ui.conv2 = el("div", { "class": "lab-maps", id: "lab-conv2" }, box);
+  }
+
+  // ---- updates -------------------------------------------------------------------------
+  function setSource(source, i) {
+    lab.source = source;
+    lab.labelChosen = false;
+    if (source === "test") {
+      lab.label = lab.images.label[i];
+      ui.caption.textContent = "test image " + lab.images.index[i] + " (true class: " + lab.manifest.classes[lab.label] + ")";
+    } else {
+      ui.caption.textContent = "your drawing: choose its class under Occlusion";
+    }
+    ui.occClass.value = lab.label;
+    var thumbs = document.querySelectorAll(".lab-thumb");
+    for (var k = 0; k < thumbs.length; k++) thumbs[k].classList.toggle("lab-selected", source === "test" && +thumbs[k].dataset.index === i);
+  }
+
+  lab.select = function (i) {
+    var px = lab.images.pixels[i];
+    for (var k = 0; k < N * N; k++) lab.current[k] = px[k] / 255;
+    lab.selected = i;
+    setSource("test", i);
+    return refresh();
+  };
+
+  var pending = null, busy = false;
+  function refresh() {
+    // Coalesce: while one round of inference runs, only the latest image waits.
+    paintGray(ui.main, lab.current, N, N, 0, 1);
+    pending = Float32Array.from(lab.current);
+    if (busy) return lab.lastRound;
+    busy = true;
+    lab.lastRound = (function loop() {
+      var img = pending; pending = null;
+      return predictAll(img).then(function () { return Promise.all([occUpdate(), insideUpdate()]); })
+        .then(function () { if (pending) return loop(); busy = false; }, function (e) { busy = false; throw e; });
+    })();
+    return lab.lastRound;
+  }
+
+  function predictAll(img) {
+    return Promise.all(modelKeys().map(function (key) {
+      var r = ui.results[key];
+      if (lab.errors[key]) return null;
+      return run(key, img).then(function (out) {
+        var probs = Array.from(out.probs);
+        var top = probs.indexOf(Math.max.apply(null, probs));
+        probs.forEach(function (p, c) {
+          r.rows[c].fill.style.width = (100 * p).toFixed(2) + "%";
+          r.rows[c].val.textContent = fmt(p);
+          r.rows[c].row.classList.toggle("lab-top", c === top);
+        });
+        r.card.setAttribute("data-probs", JSON.stringify(probs));
+        r.card.setAttribute("data-top", top);
+        r.time.textContent = "top: " + lab.manifest.classes[top] + " · " + out.ms.toFixed(1) + " ms in your browser";
+        lab.timings[key] = out.ms;
+        if (lab.source === "drawing" && !lab.labelChosen && key === ui.occModel.value) { lab.label = top; ui.occClass.value = top; }
+        if (lab.firstPredictionMs === null) {
+          lab.firstPredictionMs = performance.now();
+          $("lab-predict").setAttribute("data-first-prediction-ms", lab.firstPredictionMs.toFixed(0));
+        }
+      }, function (e) { r.time.textContent = String(e.message || e); });
+    }));
+  }
+
+  function occluded(img, top, left) {
+    var occ = lab.manifest.occlusion, x = Float32Array.from(img);
+    for (var y = top; y < top + occ.patch; y++)
+      for (var c = left; c < left + occ.patch; c++) x[y * N + c] = occ.fill;
+    return x;
+  }
+
+  function occUpdate() {
+    var key = ui.occModel.value, occ = lab.manifest.occlusion, pos = lab.occPos;
+    var img = lab.current, x = occluded(img, pos[0], pos[1]);
+    paintGray(ui.occ, x, N, N, 0, 1);
+    var ctx = ui.occ.getContext("2d");
+    ctx.strokeStyle = "#888"; ctx.lineWidth = 3;
+    ctx.strokeRect(pos[1] * SCALE + 1.5, pos[0] * SCALE + 1.5, occ.patch * SCALE - 3, occ.patch * SCALE - 3);
+    if (lab.errors[key]) { ui.occText.textContent = lab.errors[key]; return Promise.resolve(); }
+    var both = new Float32Array(2 * N * N); both.set(img, 0); both.set(x, N * N);
+    return run(key, both, 2).then(function (out) {
+      var c = lab.label, p0 = out.probs[c], p1 = out.probs[10 + c];
+      ui.occText.textContent = "p(" + lab.manifest.classes[c] + "): " + fmt(p0) + " unoccluded, " + fmt(p1) +
+        " with the square at row " + pos[0] + ", column " + pos[1] + " (" + out.ms.toFixed(1) + " ms)";
+      ui.occText.setAttribute("data-prob", p1);
+    });
+  }
+
+  lab.computeOcclusionMap = function () {
+    var key = ui.occModel.value, occ = lab.manifest.occlusion, img = Float32Array.from(lab.current), label = lab.label;
+    if (lab.errors[key]) { ui.occMapInfo.textContent = lab.errors[key]; return Promise.resolve(null); }
+    var positions = [];
+    for (var p = 0; p + occ.patch <= N; p += occ.stride) positions.push(p);
+    var np = positions.length, batch = new Float32Array(np * np * N * N), k = 0;
+    positions.forEach(function (top) { positions.forEach(function (left) { batch.set(occluded(img, top, left), (k++) * N * N); }); });
+    ui.occMapInfo.textContent = "computing " + np * np + " positions…";
+    return run(key, batch, np * np).then(function (out) {
+      var map = [];
+      for (var i = 0; i < np * np; i++) map.push(out.probs[i * 10 + label]);
+      var ctx = ui.occMap.getContext("2d"), cell = ui.occMap.width / np;
+      map.forEach(function (v, i) {
+        var c = magma(v); ctx.fillStyle = "rgb(" + c + ")";
+        ctx.fillRect((i % np) * cell, Math.floor(i / np) * cell, cell, cell);
+      });
+      ui.occMap.setAttribute("data-map", JSON.stringify(map));
+      ui.occMap.setAttribute("data-model", key);
+      ui.occMap.setAttribute("data-label", label);
+      var lo = Math.min.apply(null, map);
+      ui.occMapInfo.textContent = np + " × " + np + " positions (" + occ.patch + " px square, stride " + occ.stride +
+        ") in " + out.ms.toFixed(0) + " ms; lowest p(" + lab.manifest.classes[label] + ") " + fmt(lo);
+      return map;
+    }, function (e) { ui.occMapInfo.textContent = String(e.message || e); });
+  };
+
+  function insideUpdate() {
+    var key = ui.inModel.value;
+    [ui.conv1, ui.conv2].forEach(function (d) { d.innerHTML = ""; });
+    if (lab.errors[key]) { el("div", { "class": "lab-error", role: "alert" }, ui.conv1, lab.errors[key]); return Promise.resolve(); }
+    return run(key, Float32Array.from(lab.current)).then(function (out) {
+      [[out.conv1, ui.conv1, 84], [out.conv2, ui.conv2, 60]].forEach(function (spec) {
+        var t = spec[0], dims = t.dims, C = dims[1], H = dims[2], W = dims[3];
+        for (var c = 0; c < C; c++) {
+          var r = range(t.data, c * H * W, H * W);
+          var fig = el("figure", { "class": "lab-map-fig" }, spec[1]);
+          var cv = el("canvas", { width: spec[2], height: spec[2], "data-channel": c }, fig);
+          paintGray(cv, t.data.subarray(c * H * W, (c + 1) * H * W), W, H, r[0], r[1]);
+          el("figcaption", {}, fig, c + ": " + r[0].toFixed(2) + "…" + r[1].toFixed(2));
+        }
+      });
+    });
+  }
+
+  // ---- start -----------------------------------------------------------------------------
+  function fail(text) {
+    ["lab-runs", "lab-predict", "lab-occlusion", "lab-inside"].forEach(function (id) {
+      var b = $(id); if (b) { b.innerHTML = ""; showError(b, text); }
+    });
+    lab.fatal = text;
+  }
+
+  lab.ready = Promise.all([fetchOk(base + "models/manifest.json", "json"), fetchOk(base + "images.json", "json")])
+    .then(function (got) {
+      lab.manifest = got[0]; lab.images = got[1];
+      var loads = lab.manifest.models.map(function (m) {
+        return loadModel(m).then(function (s) { lab.models[m.key] = s; },
+                                 function (e) { lab.errors[m.key] = "The model “" + m.title + "” could not be loaded: " + (e && e.message || e); });
+      });
+      buildRuns(); buildPredict(); buildOcclusion(); buildInside();
+      return Promise.all(loads);
+    }, function (e) {
+      fail("The lab could not load its files: " + (e && e.message || e) +
+           ". Rebuild the site with `make book` (book/_ext/lab_build.py copies them).");
+      throw e;
+    })
+    .then(function () {
+      modelKeys().forEach(function (key) {
+        var s = ui["status-" + key], err = lab.errors[key];
+        s.textContent = err ? "failed" : "ready"; s.setAttribute("data-status", err ? "error" : "ready");
+        if (err) {
+          showError($("lab-runs"), err);
+          var r = ui.results[key]; r.time.textContent = ""; showError(r.card, err);
+        }
+      });
+      [ui.occModel, ui.inModel].forEach(function (s) {
+        var ok = modelKeys().filter(function (k) { return !lab.errors[k]; })[0];
+        if (ok) s.value = ok;
+      });
+      return lab.select(0);
+    });
+  lab.ready.catch(function () {});
+})();
