@@ -46,7 +46,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     Initialises every ``Linear`` and ``Conv2d`` weight with Xavier-uniform, then trains
     with plain SGD at ``lr`` and cross-entropy, as d2l-en does. Extra keyword
     arguments go to :func:`~d2lutils.train.train_ch5` (``checkpoint=``, ``channels_last=``, ...).
-    Returns the :class:`~d2lutils.train.History`.
+    Returns the :class:`~d2lutils.history.History`.
     """
     if not isinstance(net, nn.Module):
         raise ArgumentError(f"net must be a torch.nn.Module; got {type(net).__name__}")

@@ -80,7 +80,7 @@ def set_epoch_ticks(ax, epochs, fractional: bool = False) -> None:
 def plot_history(history: "History | Mapping[str, History]", axes=None, title: str | None = None):
     """Loss (left) and train/test accuracy (right) against epochs.
 
-    Pass one :class:`~d2lutils.train.History` (or the dict ``json.load`` returns for a
+    Pass one :class:`~d2lutils.history.History` (or the dict ``json.load`` returns for a
     ``notebooks/runs/*.json`` file), or ``{"label": history, ...}`` to compare runs on
     the same axes. Where the history has points inside epochs
     (``step_*`` and ``probe_*``), the curves are drawn against fractional epochs, as

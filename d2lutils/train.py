@@ -2,8 +2,8 @@
 inside an epoch, checkpoints that survive a kill, clear errors, and several processes
 under ``torchrun``.
 
-Read top to bottom: :func:`_step` is one optimisation step (the LeNet chapter's loop
-body, plus autocast and the gradient scaler); :func:`_train_epoch` runs the steps of
+Read top to bottom: ``_step`` is one optimisation step (the LeNet chapter's loop
+body, plus autocast and the gradient scaler); ``_train_epoch`` runs the steps of
 one epoch and records the curve; :func:`train_ch5` sets a run up and loops over the
 epochs. What is saved lives in :mod:`~d2lutils.checkpoint`, what is measured in
 :mod:`~d2lutils.history`, devices and precision in :mod:`~d2lutils.devices`.
@@ -239,7 +239,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
     Args:
         net, train_iter, test_iter, batch_size, optimizer, device, num_epochs:
             as in the seeds. ``batch_size`` is only reported; the iterators batch.
-            ``device=None`` picks :func:`try_gpu`. Any iterable of ``(X, y)`` batches
+            ``device=None`` picks :func:`~d2lutils.devices.try_gpu`. Any iterable of ``(X, y)`` batches
             works (a list, a ``DataLoader`` over an ``IterableDataset``); only ours
             give mid-epoch probes. ``net`` returns ``batch x classes`` logits, or a
             tuple ``(logits, aux1, ...)``: the logits are the prediction, and in
@@ -281,7 +281,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
         aux_weight: weight of each auxiliary output's loss (GoogLeNet's paper: 0.3).
 
     Returns:
-        The :class:`History` of all epochs, including resumed ones.
+        The :class:`~d2lutils.history.History` of all epochs, including resumed ones.
 
     Raises:
         ArgumentError: an argument is wrong (named in the message), e.g. an
