@@ -57,3 +57,33 @@ def copy_raw(raw_dir: Path, dst: Path) -> Path:
         if f.name.endswith("ubyte"):
             shutil.copy(f, dst / f.name)
     return dst
+
+
+def fake_debian(debian_dir: Path, isolated: Path, monkeypatch) -> Path:
+    """A copy of Debian's folder that a test may damage, used instead of the real one."""
+    fake = isolated / "debian"
+    fake.mkdir()
+    for f in debian_dir.iterdir():
+        shutil.copy(f, fake / f.name)
+    monkeypatch.setenv("D2L_DEBIAN_DIR", str(fake))
+    return fake
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium (Debian's), a fresh profile, no network beyond what the page asks."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `sudo apt-get install chromium` (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            headless=True, viewport={"width": 1280, "height": 900},
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield ctx
+        ctx.close()

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import copy_raw
+from conftest import copy_raw, fake_debian
 
 import d2lutils as d2l
 from d2lutils.data import FILES
@@ -137,15 +137,6 @@ def test_missing_data_and_no_network_is_one_clear_error(isolated, monkeypatch):
     assert "apt-get install dataset-fashion-mnist" in msg and "download failed" in msg
     assert e.value.__cause__ is None and e.value.__suppress_context__  # no urllib stack
 
-
-def fake_debian(debian_dir, isolated, monkeypatch):
-    """A copy of Debian's folder that a test may damage, used instead of the real one."""
-    fake = isolated / "debian"
-    fake.mkdir()
-    for f in debian_dir.iterdir():
-        shutil.copy(f, fake / f.name)
-    monkeypatch.setenv("D2L_DEBIAN_DIR", str(fake))
-    return fake
 
 
 def test_corrupt_debian_archive_is_named(debian_dir, isolated, monkeypatch):

@@ -4,7 +4,6 @@ made by code that runs here too, with the GPU's properties faked where needed.""
 from __future__ import annotations
 
 import json
-import math
 import warnings
 import weakref
 from pathlib import Path

@@ -32,7 +32,6 @@ from d2lutils import models
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
 LAB = ROOT / "book" / "_static" / "lab"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MANIFEST = json.loads((LAB / "models" / "manifest.json").read_text())
 IMAGES = json.loads((LAB / "images.json").read_text())
 RECIPES = {"lenet": models.LENET, "lenet-sigmoid": models.LENET_SIGMOID}
@@ -163,22 +162,6 @@ def server(site):
     httpd, url = _serve(site)
     yield url
     httpd.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: `sudo apt-get install chromium` (.ci/run does this)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            headless=True, viewport={"width": 1280, "height": 900},
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield ctx
-        ctx.close()
 
 
 def _open_lab(browser, base: str, requests: list | None = None, problems: list | None = None):

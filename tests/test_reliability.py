@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import copy_raw
+from conftest import copy_raw, fake_debian
 
 import d2lutils as d2l
 from d2lutils import data as data_mod
@@ -27,15 +27,6 @@ from d2lutils import distributed as dist
 
 SPLITS = ("images-idx3-ubyte", "labels-idx1-ubyte")
 
-
-def fake_debian(debian_dir: Path, isolated: Path, monkeypatch) -> Path:
-    """A copy of Debian's folder that a test may damage, used instead of the real one."""
-    fake = isolated / "debian"
-    fake.mkdir()
-    for f in debian_dir.iterdir():
-        shutil.copy(f, fake / f.name)
-    monkeypatch.setenv("D2L_DEBIAN_DIR", str(fake))
-    return fake
 
 
 def break_deflate(path: Path) -> None:
