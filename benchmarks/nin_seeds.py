@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import os
 import platform
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 import d2lutils as d2l
+from d2lutils._io import atomic_write_text
 from d2lutils.models import NIN, NIN_D2L
 
 RECIPES = {"d2l": "d2l's recipe: Xavier, SGD 0.1, batch 128",
@@ -53,12 +53,6 @@ def recipe(name: str, args) -> d2l.Recipe:
     base = {"d2l": NIN_D2L, "book": NIN}[name].for_profile("cpu")
     return dataclasses.replace(base, name=f"nin-seeds-{name}", resize=args.size, cpu_images=args.n_train,
                                cpu_test_images=args.n_test)
-
-
-def write_atomic(path: Path, report: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
@@ -97,7 +91,7 @@ def main(argv=None) -> int:
                               profile=f"nin-seeds {args.size}px", probe_images=min(250, args.n_test))
             report["runs"].append({"recipe": name, "seed": seed, "history": h.to_dict()})
             report["wall_seconds"] += h.wall_time
-            write_atomic(out, report)
+            atomic_write_text(out, json.dumps(report, indent=1), what="report")
     print(f"wrote {out} ({time.perf_counter() - t_start:.0f} s)")
     return 0
 

@@ -13,7 +13,7 @@ from typing import Any
 from ._io import atomic_write_text
 from .errors import ArgumentError
 
-__all__ = ["History", "epoch_line", "probe_line", "header_line", "printed_epochs"]
+__all__ = ["History", "epoch_line", "probe_line", "header_line", "printed_epochs", "marks"]
 
 
 @dataclass
@@ -119,11 +119,15 @@ def _count(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
+def marks(n: int, parts: int) -> list[int]:
+    """Counts that split ``n`` (batches, or epochs) into ``parts`` near-equal stretches."""
+    return sorted({max(1, round(n * k / parts)) for k in range(1, parts + 1)})
+
+
 def printed_epochs(num_epochs: int) -> set[int]:
     """The epochs whose line is printed: the first and four evenly spaced ones, the last
     included, so a 10-epoch run prints 5 lines and a training cell stays short."""
-    parts = min(num_epochs, 4)
-    return {1, *(max(1, round(num_epochs * k / parts)) for k in range(1, parts + 1))}
+    return {1, *marks(num_epochs, min(num_epochs, 4))}
 
 
 def header_line(h: History, device: str, num_epochs: int, batch_size: int, procs: str = "") -> str:

@@ -17,10 +17,10 @@ from . import distributed as dist
 from .checkpoint import TrainState, check_writable, run_record
 from .checks import num_batches
 from .devices import compile_supported, device_name, env_flag, precision_policy
-from .history import History
+from .history import History, marks
 from .notebook import in_notebook
 
-__all__ = ["Run", "setup_run", "resume_run", "out_of_memory_error", "batches_from", "epoch_marks"]
+__all__ = ["Run", "setup_run", "resume_run", "out_of_memory_error", "batches_from"]
 
 
 @dataclasses.dataclass
@@ -73,11 +73,6 @@ def _count(it) -> int | None:
         return None
 
 
-def epoch_marks(n_batches: int, parts: int) -> list[int]:
-    """Batch counts that split an epoch of ``n_batches`` into ``parts`` near-equal stretches."""
-    return sorted({max(1, round(n_batches * k / parts)) for k in range(1, parts + 1)})
-
-
 def _wrap(net: nn.Module, device: torch.device, world: int, compile: bool, say) -> nn.Module:
     model = net
     if world > 1:
@@ -125,9 +120,9 @@ def setup_run(net, train_iter, test_iter, *, batch_size, optimizer, device, num_
     if sharded_test:
         test_iter = test_iter.shard(rank, world)
     probe_iter = probe.shard(rank, world) if probe is not None and sharded_test else probe
-    probe_marks = set(epoch_marks(n_batches, probes_per_epoch)[:-1]) if probe_iter is not None else set()
+    probe_marks = set(marks(n_batches, probes_per_epoch)[:-1]) if probe_iter is not None else set()
     # every probe is also a point of the training curve (and where a checkpoint is written)
-    point_marks = set(epoch_marks(n_batches, points_per_epoch)) | probe_marks if n_batches else set()
+    point_marks = set(marks(n_batches, points_per_epoch)) | probe_marks if n_batches else set()
     history = History(device=device_name(device), profile=profile, n_train=n_train, n_test=n_test,
                       world_size=world, precision=precision.name,
                       probe_n=probe.num_examples if probe is not None else None)
