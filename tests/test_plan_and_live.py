@@ -67,3 +67,21 @@ def test_a_transient_live_plot_is_removed_at_the_end(monkeypatch, transient):
         assert last == {"text/plain": ""}, "the drawing is replaced by nothing"
     else:
         assert not isinstance(last, dict), "the last drawing stays as the cell's output"
+
+
+def test_train_ch5_passes_transient_through_to_the_live_plot(monkeypatch):
+    import IPython.display
+
+    handles = []
+
+    def fake_display(obj, display_id=False):
+        handles.append(_Handle())
+        return handles[-1]
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    torch.manual_seed(0)
+    net = models.lenet()
+    batch = [(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))]
+    d2l.train_ch5(net, batch, batch, 4, torch.optim.SGD(net.parameters(), lr=0.1), "cpu", 1,
+                  live_plot="transient", progress=False)
+    assert len(handles) == 1 and handles[0].updates[-1][0] == {"text/plain": ""}
