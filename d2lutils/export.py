@@ -30,7 +30,7 @@ FP16_MAX = 65504.0  # the largest finite float16
 
 class _Resize(nn.Module):
     """Bilinear enlargement of ``[N, C, H, W]`` to ``[N, C, h, w]`` as two matrix products,
-    ``rows @ x @ cols``, with the weights of :func:`d2lutils.resize_bilinear` (PyTorch's
+    ``rows @ x @ cols``, with the weights of :func:`~d2lutils.data.resize_bilinear` (PyTorch's
     ``align_corners=False`` bilinear weights, the ones the training data was resized with).
     Two ``MatMul`` nodes in ONNX, which every runtime runs in float32."""
 
@@ -81,7 +81,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
 
     With ``resize_from``, the model's input is smaller than the net's: ``N x C x 28 x 28``
     with ``resize_from=28``, say, enlarged inside the model to ``input_shape``'s height and
-    width by the bilinear weights of :func:`d2lutils.resize_bilinear` (those of
+    width by the bilinear weights of :func:`~d2lutils.data.resize_bilinear` (those of
     ``load_data_fashion_mnist(resize=...)``, so the net sees what it saw in training, to
     float rounding), as two ``MatMul`` nodes.
 
