@@ -537,12 +537,13 @@
       lab.manifest = got[0]; lab.images = got[1];
       mark("manifest");
       buildAbout(); buildRuns(); buildPredict(); buildOcclusion(); buildInside();
-      // Every file is fetched at once; the sessions are made one after the other in the
-      // manifest's order (the LeNets first), each followed by a prediction, so the first
-      // prediction does not wait for the bigger net.
-      var chain = Promise.resolve();
+      // The small files are fetched at once, a big one (VGG's 4 MB, checked by SHA-256) once
+      // the first net has settled; the sessions are made one after the other in the manifest's
+      // order (the LeNets first), each followed by a prediction, so the first prediction does
+      // not wait for the bigger net.
+      var chain = Promise.resolve(), first = null;
       var loads = lab.manifest.models.map(function (m) {
-        var bytes = fetchModel(m);
+        var bytes = (first && m.bytes > 1e6) ? first.then(function () { return fetchModel(m); }) : fetchModel(m);
         bytes.catch(function () {});
         chain = chain.then(function () {
           return bytes.then(function (buf) { return createSession(m, buf); })
@@ -550,6 +551,7 @@
                   function (e) { lab.errors[m.key] = "The model “" + m.title + "” could not be loaded: " + (e && e.message || e); })
             .then(function () { return { round: settled(m.key) }; });   // the round runs on; the next model is queued
         });
+        if (!first) first = chain;
         return chain.then(function (r) { return r.round; });
       });
       return Promise.all(loads);
