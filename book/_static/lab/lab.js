@@ -1,17 +1,20 @@
-/* Classic CNNs lab: the LeNet chapter's trained nets, run in the reader's browser by
- * onnxruntime-web (WebAssembly, served from this site). Plain script, no build step.
+/* Classic CNNs lab: the LeNet and VGG chapters' trained nets, run in the reader's browser
+ * by onnxruntime-web (WebAssembly, served from this site). Plain script, no build step.
  * Loaded by book/lab.md's small loader with data-base = the site's _static/lab/ folder.
  * window.classicCnnsLab exposes the state and the functions the tests call. */
 (function () {
   "use strict";
   var script = document.currentScript;
   var base = new URL(script.getAttribute("data-base") || "./", location.href).href;
+  var root = new URL("../../", base).href;   // the site's root: base is <root>/_static/lab/
   var N = 28, SCALE = 10;               // 28 x 28 input, drawn 10x larger
   var lab = window.classicCnnsLab = {
     base: base, models: {}, errors: {}, manifest: null, images: null,
-    current: new Float32Array(N * N), label: 0, source: "", timings: {},
-    firstPredictionMs: null,
+    current: new Float32Array(N * N), version: 0, label: 0, source: "", timings: {},
+    firstPredictionMs: null, last: {},
+    marks: {},   // ms since navigation: when the runtime, each file and each session were ready
   };
+  var mark = function (name) { lab.marks[name] = Math.round(performance.now()); };
   var el = function (tag, attrs, parent, text) {
     var e = document.createElement(tag);
     for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
@@ -47,21 +50,27 @@
   function hex(buf) {
     return Array.prototype.map.call(new Uint8Array(buf), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
-  function loadModel(m) {
-    // Resolves to a session, or rejects with a message a reader can act on.
+  function fetchModel(m) {
+    // Resolves to the checked bytes, or rejects with a message a reader can act on.
     return fetchOk(base + m.file, "arrayBuffer").then(function (buf) {
       var check = (window.crypto && crypto.subtle) ? crypto.subtle.digest("SHA-256", buf).then(hex) : Promise.resolve(null);
       return check.then(function (sum) {
         if (sum && sum !== m.sha256)
           throw new Error(m.file + " is corrupt: its SHA-256 is not the one in models/manifest.json (" +
                           buf.byteLength.toLocaleString() + " bytes, expected " + m.bytes.toLocaleString() + ")");
-        return ortReady.then(function () {
-          return ort.InferenceSession.create(new Uint8Array(buf), { executionProviders: ["wasm"] });
-        }).catch(function (e) {
-          if (e && /SHA-256|HTTP/.test(e.message)) throw e;
-          throw new Error(m.file + " could not be read as an ONNX model: " + (e && e.message || e));
-        });
+        mark("file " + m.key);
+        return buf;
       });
+    });
+  }
+  function createSession(m, buf) {
+    // In the inference queue, so that a big model's set-up never runs inside another's call.
+    return enqueue(function () {
+      return ortReady.then(function () {
+        return ort.InferenceSession.create(new Uint8Array(buf), { executionProviders: ["wasm"] });
+      }).then(function (s) { mark("session " + m.key); return s; });
+    }).catch(function (e) {
+      throw new Error(m.file + " could not be read as an ONNX model: " + (e && e.message || e));
     });
   }
 
@@ -70,26 +79,34 @@
     ort.env.wasm.numThreads = 1;     // threads need cross-origin isolation, which a static host lacks
     ort.env.wasm.proxy = false;
     ort.env.logLevel = "error";
+    mark("runtime");
   });
 
   // One inference at a time (a WebAssembly session runs one call at a time).
   var queue = Promise.resolve();
-  function run(key, pixels, batch) {
-    var job = queue.then(function () {
-      var sess = lab.models[key];
-      if (!sess) throw new Error(lab.errors[key] || ("model " + key + " is not loaded"));
-      var n = batch || 1;
-      var t0 = performance.now();
-      var feeds = { input: new ort.Tensor("float32", pixels, [n, 1, N, N]) };
-      return sess.run(feeds).then(function (out) {
-        var ms = performance.now() - t0;
-        return { probs: out.probs.data, conv1: out.conv1, conv2: out.conv2, ms: ms };
-      });
-    });
+  function enqueue(fn) {
+    var job = queue.then(fn);
     queue = job.catch(function () {});
     return job;
   }
+  // probs only (an occlusion batch), or every output (probs and the feature maps).
+  function run(key, pixels, batch, all) {
+    return enqueue(function () {
+      var sess = lab.models[key];
+      if (!sess) throw new Error(lab.errors[key] || ("model " + key + " is not loaded yet"));
+      var n = batch || 1;
+      var t0 = performance.now();
+      var feeds = { input: new ort.Tensor("float32", pixels, [n, 1, N, N]) };
+      return sess.run(feeds, all ? sess.outputNames : ["probs"]).then(function (out) {
+        var ms = performance.now() - t0;
+        var res = { probs: out.probs.data, maps: {}, ms: ms };
+        tapsOf(modelOf(key)).forEach(function (t) { if (out[t.name]) res.maps[t.name] = out[t.name]; });
+        return res;
+      });
+    });
+  }
   lab.run = run;
+  var pause = function () { return new Promise(function (r) { setTimeout(r, 0); }); };
 
   // ---- drawing helpers -------------------------------------------------------------
   var MAGMA = [[0, 0, 4], [28, 16, 68], [79, 18, 123], [129, 37, 129], [181, 54, 122],
@@ -125,6 +142,51 @@
   var ui = {};
   var modelKeys = function () { return lab.manifest.models.map(function (m) { return m.key; }); };
   var modelOf = function (key) { return lab.manifest.models.filter(function (m) { return m.key === key; })[0]; };
+  // The feature maps a model returns and what to call them (older manifests: the output names).
+  function tapsOf(m) {
+    return m.taps || m.outputs.filter(function (o) { return o !== "probs"; }).map(function (o) { return { name: o, label: o }; });
+  }
+  var chapterUrl = function (m) { return root + m.chapter + ".html"; };
+  var chapterName = function (m) { return { "notebooks/01_lenet": "LeNet chapter", "notebooks/04_vgg": "VGG chapter" }[m.chapter] || m.chapter; };
+  var thousands = function (n) { return n.toLocaleString("en"); };
+  function notReady(key) {
+    // The reason a model cannot run now, or "" when it can.
+    if (lab.errors[key]) return lab.errors[key];
+    return lab.models[key] ? "" : "loading “" + modelOf(key).title + "”…";
+  }
+
+  function buildAbout() {
+    // What each net is and which run its weights come from, read from the manifest.
+    var box = $("lab-about");
+    if (!box) return;
+    box.innerHTML = "";
+    var list = el("ul", {}, box);
+    var gflops = function (f) { return (f / 1e9).toFixed(f < 1e8 ? 4 : 2); };
+    lab.manifest.models.forEach(function (m) {
+      var li = el("li", { "data-model": m.key }, list), r = m.run;
+      var text = function (t) { li.appendChild(document.createTextNode(t)); };
+      el("strong", {}, li, m.title);
+      text(", from the ");
+      el("a", { href: chapterUrl(m) }, li, chapterName(m));
+      text(": " + thousands(m.params) + " parameters" + (m.flops ? ", " + gflops(m.flops) + " GFLOPs per image" : "") + ".");
+      if (m.net_input && m.net_input[1] !== N)
+        text(" It takes " + m.net_input[1] + " × " + m.net_input[2] + " px: the page's 28 px image is enlarged inside " +
+             "the model, with the bilinear weights its training images were resized with.");
+      text(" Weights of the ");
+      el("code", {}, li, m.recipe);
+      text(" run: the " + r.profile + " profile on " + r.device + ", " + thousands(r.n_train) + " training images × " +
+           r.epochs + " epoch" + (r.epochs > 1 ? "s" : "") + ", test accuracy " + r.test_acc.toFixed(4) + " on " +
+           thousands(r.n_test) + " test images (");
+      el("code", {}, li, r.file);
+      text(").");
+      if (m.fp16_check) {
+        var c = m.fp16_check;
+        text(" Stored in float16 to halve the file, computed in float32: test accuracy " + c.test_acc_fp16.toFixed(4) +
+             " with these weights against " + c.test_acc_fp32.toFixed(4) + " with the float32 ones, on all " +
+             thousands(c.n_test) + " test images; no probability moved by more than " + c.max_prob_diff.toExponential(1) + ".");
+      }
+    });
+  }
 
   function buildRuns() {
     var box = $("lab-runs");
@@ -138,7 +200,8 @@
       var r = el("tr", { "data-model": m.key }, body);
       [m.title, m.run.file.replace("notebooks/runs/", "").replace(".json", "") + " (" + m.recipe + ")", m.run.device,
        m.run.profile, m.run.n_train.toLocaleString("en") + " × " + m.run.epochs, m.run.n_test.toLocaleString("en"),
-       m.run.test_acc.toFixed(4), m.file + ", " + (m.bytes / 1024).toFixed(0) + " KiB " + m.dtype]
+       m.run.test_acc.toFixed(4) + (m.fp16_check ? " (float16 weights: " + m.fp16_check.test_acc_fp16.toFixed(4) + ")" : ""),
+       m.file + ", " + (m.bytes / 1024).toFixed(0) + " KiB, " + m.dtype]
         .forEach(function (v) { el("td", {}, r, v); });
       var status = el("td", { "class": "lab-status", "data-status": "loading" }, r, "loading…");
       ui["status-" + m.key] = status;
@@ -157,7 +220,7 @@
     var clear = el("button", { type: "button", id: "lab-clear" }, tools, "Clear and draw your own");
     el("label", { "for": "lab-brush" }, tools, " brush ");
     ui.brush = el("input", { id: "lab-brush", type: "range", min: "0.6", max: "2.5", step: "0.1", value: "1.3" }, tools);
-    clear.onclick = function () { lab.current.fill(0); setSource("drawing", null); refresh(); };
+    clear.onclick = function () { lab.current.fill(0); lab.version++; setSource("drawing", null); refresh(); };
     var drawing = false;
     var paint = function (ev) {
       var p = pointerPixel(ui.main, ev), rad = +ui.brush.value;
@@ -168,6 +231,7 @@
           var v = Math.max(0, Math.min(1, rad + 0.5 - d));
           if (v > lab.current[y * N + x]) lab.current[y * N + x] = v;
         }
+      lab.version++;
       if (lab.source !== "drawing") setSource("drawing", null);
       refresh();
     };
@@ -182,7 +246,8 @@
       var m = modelOf(key);
       var card = el("div", { "class": "lab-result", "data-model": key }, right);
       el("div", { "class": "lab-result-title" }, card, m.title);
-      var time = el("div", { "class": "lab-time" }, card, lab.errors[key] ? "" : "loading…");
+      if (m.flops) el("div", { "class": "lab-time" }, card, thousands(m.params) + " parameters, " + (m.flops / 1e9).toFixed(m.flops < 1e8 ? 4 : 2) + " GFLOPs per image");
+      var time = el("div", { "class": "lab-time lab-result-time" }, card, lab.errors[key] ? "" : "loading…");
       var bars = el("div", { "class": "lab-bars" }, card);
       var rows = lab.manifest.classes.map(function (c) {
         var r = el("div", { "class": "lab-bar-row" }, bars);
@@ -220,7 +285,7 @@
     ui.occClass.onchange = function () { lab.label = +ui.occClass.value; lab.labelChosen = true; occUpdate(); };
     ui.occText = el("div", { id: "lab-occ-prob", "class": "lab-occ-prob", "aria-live": "polite" }, ctl);
     var btn = el("button", { type: "button", id: "lab-occ-map-button" }, ctl, "Compute the whole occlusion map");
-    ui.occMapInfo = el("div", { "class": "lab-time", id: "lab-occ-map-info" }, ctl);
+    ui.occMapInfo = el("div", { "class": "lab-time", id: "lab-occ-map-info", "aria-live": "polite" }, ctl);
     var np = Math.floor((N - occ.patch) / occ.stride) + 1;
     ui.occMap = el("canvas", { id: "lab-occ-map", width: np * 20, height: np * 20, "class": "lab-map",
                                "aria-label": "occlusion map: probability of the true class at each position" }, ctl);
@@ -259,10 +324,7 @@
   function buildInside() {
     var box = $("lab-inside");
     ui.inModel = modelSelect(box, "lab-inside-model", function () { insideUpdate(); });
-    el("div", { "class": "lab-subtitle" }, box, "conv1: 6 maps, 28 × 28");
-    ui.conv1 = el("div", { "class": "lab-maps", id: "lab-conv1" }, box);
-    el("div", { "class": "lab-subtitle" }, box, "conv2: 16 maps, 10 × 10");
-    ui.conv2 = el("div", { "class": "lab-maps", id: "lab-conv2" }, box);
+    ui.inMaps = el("div", { id: "lab-inside-maps" }, box);
   }
 
   // ---- updates -------------------------------------------------------------------------
@@ -283,6 +345,7 @@
   lab.select = function (i) {
     var px = lab.images.pixels[i];
     for (var k = 0; k < N * N; k++) lab.current[k] = px[k] / 255;
+    lab.version++;
     lab.selected = i;
     setSource("test", i);
     return refresh();
@@ -292,22 +355,25 @@
   function refresh() {
     // Coalesce: while one round of inference runs, only the latest image waits.
     paintGray(ui.main, lab.current, N, N, 0, 1);
-    pending = Float32Array.from(lab.current);
+    pending = { img: Float32Array.from(lab.current), version: lab.version };
     if (busy) return lab.lastRound;
     busy = true;
     lab.lastRound = (function loop() {
-      var img = pending; pending = null;
-      return predictAll(img).then(function () { return Promise.all([occUpdate(), insideUpdate()]); })
+      var job = pending; pending = null;
+      return predictAll(job.img, job.version).then(function () { return Promise.all([occUpdate(), insideUpdate()]); })
         .then(function () { if (pending) return loop(); busy = false; }, function (e) { busy = false; throw e; });
     })();
     return lab.lastRound;
   }
 
-  function predictAll(img) {
+  function predictAll(img, version) {
+    // In the manifest's order, so the small LeNets show first and the bigger net after them;
+    // each net's outputs for this image are kept for Occlusion and Inside the net.
     return Promise.all(modelKeys().map(function (key) {
       var r = ui.results[key];
-      if (lab.errors[key]) return null;
-      return run(key, img).then(function (out) {
+      if (notReady(key)) { if (!lab.errors[key]) r.time.textContent = "loading…"; return null; }
+      return run(key, img, 1, true).then(function (out) {
+        lab.last[key] = { version: version, out: out };
         var probs = Array.from(out.probs);
         var top = probs.indexOf(Math.max.apply(null, probs));
         probs.forEach(function (p, c) {
@@ -335,6 +401,18 @@
     return x;
   }
 
+  // The outputs of `key` for the current image: those of the last round if it saw this image,
+  // else a fresh call (every output).
+  function currentOutputs(key) {
+    var hit = lab.last[key];
+    if (hit && hit.version === lab.version) return Promise.resolve(hit.out);
+    var version = lab.version;
+    return run(key, Float32Array.from(lab.current), 1, true).then(function (out) {
+      lab.last[key] = { version: version, out: out };
+      return out;
+    });
+  }
+
   function occUpdate() {
     var key = ui.occModel.value, occ = lab.manifest.occlusion, pos = lab.occPos;
     var img = lab.current, x = occluded(img, pos[0], pos[1]);
@@ -342,53 +420,85 @@
     var ctx = ui.occ.getContext("2d");
     ctx.strokeStyle = "#888"; ctx.lineWidth = 3;
     ctx.strokeRect(pos[1] * SCALE + 1.5, pos[0] * SCALE + 1.5, occ.patch * SCALE - 3, occ.patch * SCALE - 3);
-    if (lab.errors[key]) { ui.occText.textContent = lab.errors[key]; return Promise.resolve(); }
-    var both = new Float32Array(2 * N * N); both.set(img, 0); both.set(x, N * N);
-    return run(key, both, 2).then(function (out) {
-      var c = lab.label, p0 = out.probs[c], p1 = out.probs[10 + c];
+    if (notReady(key)) { ui.occText.textContent = notReady(key); return Promise.resolve(); }
+    return Promise.all([currentOutputs(key), run(key, x, 1)]).then(function (both) {
+      var c = lab.label, p0 = both[0].probs[c], p1 = both[1].probs[c];
       ui.occText.textContent = "p(" + lab.manifest.classes[c] + "): " + fmt(p0) + " unoccluded, " + fmt(p1) +
-        " with the square at row " + pos[0] + ", column " + pos[1] + " (" + out.ms.toFixed(1) + " ms)";
+        " with the square at row " + pos[0] + ", column " + pos[1] + " (" + both[1].ms.toFixed(1) + " ms)";
       ui.occText.setAttribute("data-prob", p1);
-    });
+    }, function (e) { ui.occText.textContent = String(e.message || e); });
   }
 
+  var mapToken = 0;
   lab.computeOcclusionMap = function () {
-    var key = ui.occModel.value, occ = lab.manifest.occlusion, img = Float32Array.from(lab.current), label = lab.label;
-    if (lab.errors[key]) { ui.occMapInfo.textContent = lab.errors[key]; return Promise.resolve(null); }
+    // In batches of the model's occlusion_batch (all at once for the LeNets, a row of the map
+    // at a time for VGG): the map fills in row by row, and drawing stays live in between.
+    var key = ui.occModel.value, m = modelOf(key), occ = lab.manifest.occlusion;
+    var img = Float32Array.from(lab.current), label = lab.label, token = ++mapToken;
+    if (notReady(key)) { ui.occMapInfo.textContent = notReady(key); return Promise.resolve(null); }
     var positions = [];
     for (var p = 0; p + occ.patch <= N; p += occ.stride) positions.push(p);
-    var np = positions.length, batch = new Float32Array(np * np * N * N), k = 0;
-    positions.forEach(function (top) { positions.forEach(function (left) { batch.set(occluded(img, top, left), (k++) * N * N); }); });
-    ui.occMapInfo.textContent = "computing " + np * np + " positions…";
-    return run(key, batch, np * np).then(function (out) {
-      var map = [];
-      for (var i = 0; i < np * np; i++) map.push(out.probs[i * 10 + label]);
-      var ctx = ui.occMap.getContext("2d"), cell = ui.occMap.width / np;
-      map.forEach(function (v, i) {
-        var c = magma(v); ctx.fillStyle = "rgb(" + c + ")";
-        ctx.fillRect((i % np) * cell, Math.floor(i / np) * cell, cell, cell);
+    var np = positions.length, total = np * np, per = Math.max(1, Math.min(total, m.occlusion_batch || total));
+    var ctx = ui.occMap.getContext("2d"), cell = ui.occMap.width / np, map = [], ms = 0, t0 = performance.now();
+    ui.occMap.removeAttribute("data-map");
+    ctx.fillStyle = "#ddd"; ctx.fillRect(0, 0, ui.occMap.width, ui.occMap.height);
+    ui.occMapInfo.textContent = "computing " + total + " positions…";
+    function chunk(start) {
+      if (token !== mapToken) return Promise.resolve(null);   // a newer map was asked for
+      if (start >= total) return Promise.resolve(map);
+      var n = Math.min(per, total - start), batch = new Float32Array(n * N * N);
+      for (var i = 0; i < n; i++) {
+        var k = start + i;
+        batch.set(occluded(img, positions[Math.floor(k / np)], positions[k % np]), i * N * N);
+      }
+      return run(key, batch, n).then(function (out) {
+        ms += out.ms;
+        for (var i = 0; i < n; i++) {
+          var k = start + i, v = out.probs[i * 10 + label], c = magma(v);
+          map.push(v);
+          ctx.fillStyle = "rgb(" + c + ")";
+          ctx.fillRect((k % np) * cell, Math.floor(k / np) * cell, cell, cell);
+        }
+        if (start + n < total && token === mapToken)
+          ui.occMapInfo.textContent = "computing: " + (start + n) + " of " + total + " positions, " + (performance.now() - t0).toFixed(0) + " ms so far…";
+        return pause().then(function () { return chunk(start + n); });
       });
+    }
+    return chunk(0).then(function (done) {
+      if (!done) return null;
       ui.occMap.setAttribute("data-map", JSON.stringify(map));
       ui.occMap.setAttribute("data-model", key);
       ui.occMap.setAttribute("data-label", label);
+      ui.occMap.setAttribute("data-ms", ms.toFixed(0));
       var lo = Math.min.apply(null, map);
       ui.occMapInfo.textContent = np + " × " + np + " positions (" + occ.patch + " px square, stride " + occ.stride +
-        ") in " + out.ms.toFixed(0) + " ms; lowest p(" + lab.manifest.classes[label] + ") " + fmt(lo);
+        ") in " + ms.toFixed(0) + " ms" + (per < total ? " (" + Math.ceil(total / per) + " batches of " + per + ")" : "") +
+        "; lowest p(" + lab.manifest.classes[label] + ") " + fmt(lo);
       return map;
-    }, function (e) { ui.occMapInfo.textContent = String(e.message || e); });
+    }, function (e) { ui.occMapInfo.textContent = String(e.message || e); return null; });
   };
 
   function insideUpdate() {
-    var key = ui.inModel.value;
-    [ui.conv1, ui.conv2].forEach(function (d) { d.innerHTML = ""; });
-    if (lab.errors[key]) { el("div", { "class": "lab-error", role: "alert" }, ui.conv1, lab.errors[key]); return Promise.resolve(); }
-    return run(key, Float32Array.from(lab.current)).then(function (out) {
-      [[out.conv1, ui.conv1, 84], [out.conv2, ui.conv2, 60]].forEach(function (spec) {
-        var t = spec[0], dims = t.dims, C = dims[1], H = dims[2], W = dims[3];
+    var key = ui.inModel.value, box = ui.inMaps;
+    if (notReady(key)) {
+      box.innerHTML = "";
+      el("div", lab.errors[key] ? { "class": "lab-error", role: "alert" } : { "class": "lab-time" }, box, notReady(key));
+      return Promise.resolve();
+    }
+    return currentOutputs(key).then(function (out) {
+      if (ui.inModel.value !== key) return;   // another net was chosen meanwhile
+      box.innerHTML = "";
+      box.setAttribute("data-model", key);
+      tapsOf(modelOf(key)).forEach(function (tap) {
+        // The labels come from each tensor's own shape, so any net's maps are named right.
+        var t = out.maps[tap.name], dims = t.dims, C = dims[1], H = dims[2], W = dims[3];
+        var size = Math.max(60, Math.min(112, 3 * W));
+        el("div", { "class": "lab-subtitle" }, box, tap.label + ": " + C + " maps, " + H + " × " + W);
+        var maps = el("div", { "class": "lab-maps", id: "lab-" + tap.name, "data-shape": dims.join("x") }, box);
         for (var c = 0; c < C; c++) {
           var r = range(t.data, c * H * W, H * W);
-          var fig = el("figure", { "class": "lab-map-fig" }, spec[1]);
-          var cv = el("canvas", { width: spec[2], height: spec[2], "data-channel": c }, fig);
+          var fig = el("figure", { "class": "lab-map-fig" }, maps);
+          var cv = el("canvas", { width: size, height: size, "data-channel": c }, fig);
           paintGray(cv, t.data.subarray(c * H * W, (c + 1) * H * W), W, H, r[0], r[1]);
           el("figcaption", {}, fig, c + ": " + r[0].toFixed(2) + "…" + r[1].toFixed(2));
         }
@@ -404,34 +514,52 @@
     lab.fatal = text;
   }
 
+  function settled(key) {
+    // A model has loaded or failed: say so in the table and its card, and predict with it.
+    var s = ui["status-" + key], err = lab.errors[key];
+    s.textContent = err ? "failed" : "ready"; s.setAttribute("data-status", err ? "error" : "ready");
+    if (err) {
+      showError($("lab-runs"), err);
+      var r = ui.results[key]; r.time.textContent = ""; showError(r.card, err);
+      [ui.occModel, ui.inModel].forEach(function (sel) {
+        var ok = modelKeys().filter(function (k) { return !lab.errors[k]; })[0];
+        if (sel.value === key && ok) sel.value = ok;
+      });
+    }
+    // The first model to settle shows the first test image (unless the reader is already
+    // drawing); each later one joins in.
+    if (!lab.started) { lab.started = true; if (!lab.source) return lab.select(0); }
+    return refresh();
+  }
+
   lab.ready = Promise.all([fetchOk(base + "models/manifest.json", "json"), fetchOk(base + "images.json", "json")])
     .then(function (got) {
       lab.manifest = got[0]; lab.images = got[1];
+      mark("manifest");
+      buildAbout(); buildRuns(); buildPredict(); buildOcclusion(); buildInside();
+      // The small files are fetched at once, a big one (VGG's 4 MB, checked by SHA-256) once
+      // the first net has settled; the sessions are made one after the other in the manifest's
+      // order (the LeNets first), each followed by a prediction, so the first prediction does
+      // not wait for the bigger net.
+      var chain = Promise.resolve(), first = null;
       var loads = lab.manifest.models.map(function (m) {
-        return loadModel(m).then(function (s) { lab.models[m.key] = s; },
-                                 function (e) { lab.errors[m.key] = "The model “" + m.title + "” could not be loaded: " + (e && e.message || e); });
+        var bytes = (first && m.bytes > 1e6) ? first.then(function () { return fetchModel(m); }) : fetchModel(m);
+        bytes.catch(function () {});
+        chain = chain.then(function () {
+          return bytes.then(function (buf) { return createSession(m, buf); })
+            .then(function (s) { lab.models[m.key] = s; },
+                  function (e) { lab.errors[m.key] = "The model “" + m.title + "” could not be loaded: " + (e && e.message || e); })
+            .then(function () { return { round: settled(m.key) }; });   // the round runs on; the next model is queued
+        });
+        if (!first) first = chain;
+        return chain.then(function (r) { return r.round; });
       });
-      buildRuns(); buildPredict(); buildOcclusion(); buildInside();
       return Promise.all(loads);
     }, function (e) {
       fail("The lab could not load its files: " + (e && e.message || e) +
            ". Rebuild the site with `make book` (book/_ext/lab_build.py copies them).");
       throw e;
     })
-    .then(function () {
-      modelKeys().forEach(function (key) {
-        var s = ui["status-" + key], err = lab.errors[key];
-        s.textContent = err ? "failed" : "ready"; s.setAttribute("data-status", err ? "error" : "ready");
-        if (err) {
-          showError($("lab-runs"), err);
-          var r = ui.results[key]; r.time.textContent = ""; showError(r.card, err);
-        }
-      });
-      [ui.occModel, ui.inModel].forEach(function (s) {
-        var ok = modelKeys().filter(function (k) { return !lab.errors[k]; })[0];
-        if (ok) s.value = ok;
-      });
-      return lab.select(0);
-    });
+    .then(function () { return lab.lastRound; });
   lab.ready.catch(function () {});
 })();
