@@ -257,8 +257,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
             optimizer step was taken (e.g. a warm-up); its state is checkpointed.
             ``ReduceLROnPlateau``, which needs a metric, is refused.
         live_plot: redraw the learning curves at every point (default: in a notebook);
-            ``"transient"`` removes the drawing when training ends, for a page that then
-            plots the run itself (one figure per run, not two).
+            ``"transient"``: removed at the end, for a page that plots the run itself.
         progress: show a tqdm bar per epoch (default: on, unless ``$D2L_PROGRESS=0``).
         amp: mixed precision: ``True`` lets :func:`~d2lutils.devices.precision_policy`
             choose from the GPU's compute capability (bf16 from 8.0, fp16 with a
