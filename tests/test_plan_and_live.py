@@ -44,17 +44,23 @@ class _Handle:
         self.updates.append((obj, kw))
 
 
-@pytest.mark.parametrize("transient", [False, True])
-def test_a_transient_live_plot_is_removed_at_the_end(monkeypatch, transient):
+@pytest.fixture
+def handles(monkeypatch):
+    """The display handles the live plot gets, in place of IPython's display."""
     import IPython.display
 
-    handles = []
+    made = []
 
     def fake_display(obj, display_id=False):
-        handles.append(_Handle())
-        return handles[-1]
+        made.append(_Handle())
+        return made[-1]
 
     monkeypatch.setattr(IPython.display, "display", fake_display)
+    return made
+
+
+@pytest.mark.parametrize("transient", [False, True])
+def test_a_transient_live_plot_is_removed_at_the_end(handles, transient):
     h = d2l.History()
     h.add_point([10.0, 4.0, 8.0], 0.5)
     live = LiveCurves(transient=transient)
@@ -69,16 +75,7 @@ def test_a_transient_live_plot_is_removed_at_the_end(monkeypatch, transient):
         assert not isinstance(last, dict), "the last drawing stays as the cell's output"
 
 
-def test_train_ch5_passes_transient_through_to_the_live_plot(monkeypatch):
-    import IPython.display
-
-    handles = []
-
-    def fake_display(obj, display_id=False):
-        handles.append(_Handle())
-        return handles[-1]
-
-    monkeypatch.setattr(IPython.display, "display", fake_display)
+def test_train_ch5_passes_transient_through_to_the_live_plot(handles):
     torch.manual_seed(0)
     net = models.lenet()
     batch = [(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))]
