@@ -65,11 +65,13 @@ class Profile:
         return cpu if self.name == "cpu" else self.n_test
 
     def plan(self, n_train: int | None, train_rate: float, n_test: int | None = None,
-             test_rate: float | None = None, num_epochs: int = 1) -> str:
+             test_rate: float | None = None, num_epochs: int = 1, probe_images: int = 0) -> str:
         """A line saying what this run will cost, printed before training.
 
         ``train_rate`` and ``test_rate`` are images per second on a 2-core CPU, as the
-        chapter measured them; on other hardware the estimate is only an upper bound.
+        benchmark measured them; on other hardware the estimate is only an upper bound.
+        With a ``test_rate`` the line counts the evaluation too: each epoch tests ``n_test``
+        images and ``probe_images`` more at the probes inside it.
 
         Raises:
             ArgumentError: a rate is not a positive number, or an image count is not
@@ -81,17 +83,19 @@ class Profile:
         check_int("n_train", n_train, 1, allow_none=True)
         check_int("n_test", n_test, 1, allow_none=True)
         check_int("num_epochs", num_epochs, 1)
+        check_int("probe_images", probe_images, 0)
         n_tr = 60_000 if n_train is None else n_train
         n_te = 10_000 if n_test is None else n_test
         secs = n_tr * num_epochs / train_rate
-        if test_rate:
-            secs += n_te * num_epochs / test_rate
         budget = f"budget {self.budget_s / 60:.0f} min, " if self.budget_s else ""
-        took = f"{secs / 60:.0f} min" if secs >= 90 else f"{secs:.0f} s"
-        return (f"{self.name} profile: {budget}{n_tr:,} training images x {num_epochs} epoch(s), "
-                f"{n_te:,} test images; training about {took} on a 2-core CPU "
-                f"(measured there: {train_rate:g} train img/s"
-                + (f", {test_rate:g} test img/s)" if test_rate else ")"))
+        head = f"{self.name} profile: {budget}{n_tr:,} training images x {num_epochs} epoch(s), {n_te:,} test images; "
+        if not test_rate:
+            return (head + f"training about {_took(secs)} on a 2-core CPU (measured there: {train_rate:g} train img/s)")
+        n_eval = (n_te + probe_images) * num_epochs
+        secs_eval = n_eval / test_rate
+        return (head + f"about {_took(secs + secs_eval)} on a 2-core CPU: training {_took(secs)}, testing "
+                f"{n_eval:,} images {_took(secs_eval)} (measured there: {train_rate:g} train img/s, "
+                f"{test_rate:g} test img/s)")
 
     def __str__(self) -> str:
         if self.name == "full":
@@ -103,6 +107,10 @@ class Profile:
             size = (f"{self.n_train:,} train / {self.n_test:,} test images (balanced), "
                     f"at most {self.max_epochs} epoch(s): a smoke run, its accuracy means nothing")
         return f"profile {self.name}: {size} ({self.reason})"
+
+
+def _took(secs: float) -> str:
+    return f"{secs / 60:.0f} min" if secs >= 90 else f"{secs:.0f} s"
 
 
 PROFILES = {

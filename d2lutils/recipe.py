@@ -14,6 +14,7 @@ to leave the plateau at chance.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import re
@@ -32,6 +33,7 @@ from .train import train_ch5
 
 __all__ = ["Recipe"]
 
+_TRAIN_DEFAULTS = {k: v.default for k, v in inspect.signature(train_ch5).parameters.items()}
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
@@ -53,7 +55,11 @@ class Recipe:
         cpu_images: training images under ``cpu``: one pass over that many distinct,
             class-balanced images (sized to the budget from ``cpu_img_per_s``).
         cpu_epochs: epochs under ``cpu`` (1: one pass; LeNet is cheap enough for the seed's 10).
-        cpu_img_per_s: training speed measured on the 2-core CPU that built the book.
+        cpu_img_per_s: training speed measured on the 2-core CPU that built the book, at the
+            ``cpu`` batch, through ``train_ch5`` (``benchmarks/speed.py``; its evaluation passes
+            not counted, its checkpoints counted).
+        cpu_eval_img_per_s: evaluation speed (test and probe images) measured there; with it the
+            plan counts the evaluation too, so that it predicts the run's wall time.
         cpu_test_images: test images under ``cpu`` (``None``: all 10,000).
         cpu: field changes under ``cpu`` and ``quick``, e.g. ``{"batch_size": 32}``.
         cpu_why: one sentence on why those changes are needed.
@@ -78,6 +84,7 @@ class Recipe:
     cpu_images: int = 6_000
     cpu_epochs: int = 1
     cpu_img_per_s: float | None = None
+    cpu_eval_img_per_s: float | None = None
     cpu_test_images: int | None = None
     cpu: dict[str, Any] = dataclasses.field(default_factory=dict)
     cpu_why: str = ""
@@ -105,6 +112,9 @@ class Recipe:
         check_int("cpu_images", self.cpu_images, 10, 60_000)
         check_int("cpu_epochs", self.cpu_epochs, 1)
         check_int("cpu_test_images", self.cpu_test_images, 10, 10_000, allow_none=True)
+        for name in ("cpu_img_per_s", "cpu_eval_img_per_s", "gpu_img_per_s"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), positive=True)
         if self.init is not None and not callable(self.init):
             raise ArgumentError(f"init must be a function for net.apply, or None; got {self.init!r}")
         fields = {f.name for f in dataclasses.fields(self)} - {"cpu", "cpu_why", "name", "net"}
@@ -216,7 +226,11 @@ class Recipe:
         if on_gpu:
             line += "\n  " + self._gpu_plan(n, epochs)
         elif self.cpu_img_per_s:
-            line += "\n  " + profile.plan(n, self.cpu_img_per_s, n_test=n_test, num_epochs=epochs)
+            # train_ch5's probes: (probes_per_epoch - 1) evaluations of the probe subset per epoch
+            probes = (_TRAIN_DEFAULTS["probes_per_epoch"] - 1) * min(profile.probe_images, n_test or 10_000)
+            line += "\n  " + profile.plan(n, self.cpu_img_per_s, n_test=n_test, num_epochs=epochs,
+                                         test_rate=self.cpu_eval_img_per_s,
+                                         probe_images=probes if self.cpu_eval_img_per_s else 0)
         return line
 
     def _gpu_plan(self, n: int | None, epochs: int) -> str:
