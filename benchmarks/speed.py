@@ -350,15 +350,33 @@ def count_ops(recipe, batch, device, steps: int = 60) -> dict:
 # ---- the run -------------------------------------------------------------------------------
 
 def plan_timing(cells, args) -> dict:
-    """Window length so that the run takes about ``--minutes``, from the recipes' own rates."""
+    """Window length so that the run takes about ``--minutes``, from the recipes' own rates (an
+    evaluation step taken as a third of a training step). Where even the shortest windows would
+    not fit, fewer timed steps (2) and test images (2 batches) are used, and the estimate says so."""
     matmul_s = 0.6 if args.quick else 1.5
-    fixed, per_second = 0.0, 0.0
-    for recipe, batch in cells:
-        step_s = batch / (recipe.cpu_img_per_s or 50.0)
-        fixed += args.repeats * ((args.warmup + 2) * step_s + args.test_batches * step_s / 2 + 4 * matmul_s + 5.0)
-        per_second += args.repeats * (1 + 0.25 + 1)   # bare, evaluation, train_ch5
-    seconds = max(0.5, (args.minutes * 60 - fixed) / per_second)
-    return {"seconds": seconds, "matmul_s": matmul_s, "estimate_s": fixed + per_second * seconds}
+
+    def cost(seconds):
+        total = matmul_s
+        for recipe, batch in cells:
+            st = batch / (recipe.cpu_img_per_s or 50.0)
+            ev = st / 3
+            bare = (args.warmup + max(args.min_steps, seconds / st)) * st
+            evals = (1 + max(args.min_steps, seconds / 4 / ev)) * ev
+            fit = (max(args.min_steps, math.ceil(seconds / st)) + 1) * st + 1.5 * args.test_batches * ev + 8.0
+            total += args.repeats * (bare + evals + fit + 2 * matmul_s)
+        return total
+
+    budget = args.minutes * 60
+    while cost(0.0) > budget and (args.min_steps > 2 or args.test_batches > 2):
+        if args.min_steps > 2:
+            args.min_steps = 2
+        else:
+            args.test_batches = 2
+    lo, hi = 0.0, 600.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid)
+    return {"seconds": max(lo, 0.5), "matmul_s": matmul_s, "estimate_s": cost(max(lo, 0.5))}
 
 
 def recipe_lines(report) -> list[str]:
