@@ -23,7 +23,7 @@ one run:
    process against a baseline process, one inter-op thread and ``ONEDNN_MAX_CPU_ISA=AVX2``.
    Each candidate comes with the one line that keeps it.
 
-    python benchmarks/layer_profile.py                     # about 12 minutes on 2 CPU cores
+    python benchmarks/layer_profile.py                     # about 15 minutes on 2 CPU cores
     python benchmarks/layer_profile.py --quick --out /tmp/layers.json   # a smoke run
 """
 
@@ -301,12 +301,11 @@ def isolated(s: Setup, reps: int) -> list[dict]:
                           contextlib.nullcontext))
         base = copy.deepcopy(m)
         for label, layer, fmt, ctx in cands:
-            a, b = [], []
-            for _ in range(2):   # A B B A
-                a.append(time_layer(base, shapes[name], base_fmt, grad, contextlib.nullcontext, reps))
-                b.append(time_layer(layer, shapes[name], fmt, grad, ctx, reps))
-                b.append(time_layer(layer, shapes[name], fmt, grad, ctx, reps))
-                a.append(time_layer(base, shapes[name], base_fmt, grad, contextlib.nullcontext, reps))
+            a, b = [], []   # A B B A
+            a.append(time_layer(base, shapes[name], base_fmt, grad, contextlib.nullcontext, reps))
+            b.append(time_layer(layer, shapes[name], fmt, grad, ctx, reps))
+            b.append(time_layer(layer, shapes[name], fmt, grad, ctx, reps))
+            a.append(time_layer(base, shapes[name], base_fmt, grad, contextlib.nullcontext, reps))
             rows.append({"layer": name, "type": type(m).__name__, "input": list(shapes[name]), "candidate": label,
                          "baseline_ms": 1e3 * min(a), "candidate_ms": 1e3 * min(b), "speedup": min(a) / min(b)})
     return rows
@@ -484,7 +483,7 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=None, help="least seconds per whole-step window (default 6)")
     p.add_argument("--min-steps", type=int, default=None, help="fewest timed steps per window (default 2)")
     p.add_argument("--profile-steps", type=int, default=None, help="steps under torch.profiler (default 3)")
-    p.add_argument("--layer-reps", type=int, default=None, help="passes per single-layer timing (default 3)")
+    p.add_argument("--layer-reps", type=int, default=None, help="timed passes per single-layer timing (default 2)")
     p.add_argument("--gain", type=float, default=1.05, help="a single layer's speed-up that makes it a candidate")
     p.add_argument("--processes", action=argparse.BooleanOptionalAction, default=None,
                    help="also time the start-up settings in their own processes (default: on, off with --quick)")
@@ -497,7 +496,7 @@ def parse_args(argv=None):
     args.seconds = args.seconds if args.seconds is not None else (0.5 if q else 6.0)
     args.min_steps = args.min_steps or (1 if q else 2)
     args.profile_steps = args.profile_steps or (1 if q else 3)
-    args.layer_reps = args.layer_reps or (1 if q else 3)
+    args.layer_reps = args.layer_reps or (1 if q else 2)
     args.processes = (not q) if args.processes is None else args.processes
     return args
 
