@@ -39,7 +39,7 @@ from .errors import (
     InputSizeError,
     TrainingDivergedError,
 )
-from .layers import FlattenLayer, GlobalAvgPool2d, LocalResponseNorm
+from .layers import Conv2dWithoutOneDNN, FlattenLayer, GlobalAvgPool2d, LocalResponseNorm, with_layer_settings
 from .notebook import callout, glue, report_peak_memory, timed
 from .plot import LiveCurves, plot_history, plot_shapes, set_epoch_ticks
 from .profile import PROFILES, Profile, get_profile, peak_memory_gb
@@ -66,7 +66,7 @@ __all__ = [
     "ArgumentError", "CheckpointCorruptError", "CheckpointError", "CheckpointLockedError",
     "CheckpointMismatchError", "CorruptDatasetError", "D2LError", "DatasetNotFoundError",
     "DistributedError", "InputSizeError", "TrainingDivergedError",
-    "FlattenLayer", "GlobalAvgPool2d", "LocalResponseNorm",
+    "Conv2dWithoutOneDNN", "FlattenLayer", "GlobalAvgPool2d", "LocalResponseNorm", "with_layer_settings",
     "callout", "glue", "report_peak_memory", "timed",
     "LiveCurves", "plot_history", "plot_shapes", "set_epoch_ticks",
     "PROFILES", "Profile", "get_profile", "peak_memory_gb",

@@ -494,7 +494,8 @@ class FashionMNISTIter:
 
     def transform(self, xb: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> float batch in [0, 1], resized like torchvision's ``Resize`` + ``ToTensor``."""
-        x = xb.float().div_(255)
+        # one pass: the uint8 values divided straight into a float32 batch (no float copy first)
+        x = torch.div(xb, 255, out=torch.empty(xb.shape, dtype=torch.float32, device=xb.device))
         return x if self.size is None else resize_bilinear(x, self.size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -90,10 +90,9 @@ class Profile:
         if test_rate:
             secs += (n_te + n_probe) * num_epochs / test_rate
         budget = f"budget {self.budget_s / 60:.0f} min, " if self.budget_s else ""
-        took = f"{secs / 60:.0f} min" if secs >= 90 else f"{secs:.0f} s"
         what = "training and testing" if test_rate else "training"
         return (f"{self.name} profile: {budget}{n_tr:,} training images x {num_epochs} epoch(s), "
-                f"{n_te:,} test images; {what} about {took} on a 2-core CPU "
+                f"{n_te:,} test images; {what} about {_took(secs)} on a 2-core CPU "
                 f"(measured there: {train_rate:g} train img/s"
                 + (f", {test_rate:g} test img/s)" if test_rate else ")"))
 
@@ -107,6 +106,10 @@ class Profile:
             size = (f"{self.n_train:,} train / {self.n_test:,} test images (balanced), "
                     f"at most {self.max_epochs} epoch(s): a smoke run, its accuracy means nothing")
         return f"profile {self.name}: {size} ({self.reason})"
+
+
+def _took(secs: float) -> str:
+    return f"{secs / 60:.0f} min" if secs >= 90 else f"{secs:.0f} s"
 
 
 PROFILES = {

@@ -14,6 +14,7 @@ to leave the plateau at chance.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import re
@@ -33,6 +34,7 @@ from .train import train_ch5
 
 __all__ = ["Recipe"]
 
+_TRAIN_DEFAULTS = {k: v.default for k, v in inspect.signature(train_ch5).parameters.items()}
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
@@ -109,6 +111,9 @@ class Recipe:
         check_int("cpu_images", self.cpu_images, 10, 60_000)
         check_int("cpu_epochs", self.cpu_epochs, 1)
         check_int("cpu_test_images", self.cpu_test_images, 10, 10_000, allow_none=True)
+        for name in ("cpu_img_per_s", "cpu_test_img_per_s", "gpu_img_per_s"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), positive=True)
         if self.init is not None and not callable(self.init):
             raise ArgumentError(f"init must be a function for net.apply, or None; got {self.init!r}")
         fields = {f.name for f in dataclasses.fields(self)} - {"cpu", "cpu_why", "name", "net"}

@@ -56,11 +56,11 @@ def _step(net, X, y, *, loss, optimizer, scheduler, autocast, scaler, aux_weight
 def _to_device(batches, device: torch.device, channels_last: bool):
     """Each ``(X, y)`` moved to ``device``. Fetching a batch (and so resizing it) happens
     here, outside any autocast block, so the resize runs in fp32."""
-    for X, y in batches:
-        X = X.to(device, non_blocking=True)
+    for X, y in batches:   # a batch already there is not dispatched to .to() (one call less per tensor)
+        X = X if X.device == device else X.to(device, non_blocking=True)
         if channels_last:
             X = X.contiguous(memory_format=torch.channels_last)
-        yield X, y.to(device, non_blocking=True)
+        yield X, (y if y.device == device else y.to(device, non_blocking=True))
 
 
 def _count_correct(data_iter, net, device, autocast, channels_last) -> tuple[torch.Tensor, int]:
