@@ -8,6 +8,8 @@
 * In the Chinese edition, the launch buttons (Colab, Binder, Kaggle) and the chapters' own
   "Open in Colab/Kaggle" links open the Chinese notebook, ``notebooks/zh/<chapter>.ipynb``
   (``book/_ext/zh_notebooks.py``), and ``<html lang>`` is ``zh-CN``.
+* The cells of a ``{table}`` directive (the glossary's term table) are translatable, as the
+  cells of a plain Markdown table are.
 * Two fixes to Sphinx's i18n for this book, in the Chinese edition only. A translated message
   is parsed with the page's parser, MyST on every page here, but the API page's messages are
   docstrings, reST: ``DocstringLocale`` parses their translations as reST (else
@@ -175,6 +177,22 @@ class DocstringLocale(SphinxTransform):
             node["translated"] = True
 
 
+class TableCellSources(SphinxTransform):
+    """The cells of a ``{table}`` directive's table (MyST parses its content without source
+    positions) get the table's source, so that their text is translatable like any table's:
+    Sphinx's i18n skips a text without a source as built-in."""
+
+    default_priority = 15   # before gettext's extraction and the Locale transform (20)
+
+    def apply(self, **kwargs) -> None:
+        for table in self.document.findall(nodes.table):
+            if not table.source or not isinstance(table.next_node(), nodes.title):
+                continue   # no caption: not a {table} (the runs' and costs' tables are data)
+            for node in table.findall(nodes.TextElement):
+                if node.source is None and not isinstance(node, nodes.title):
+                    node.source, node.line = table.source, table.line
+
+
 def _glue_from_own_page() -> None:
     """In a translated paragraph, ``{glue:text}`key``` reads the page's own glue data."""
     from myst_nb.ext.glue import roles
@@ -205,6 +223,7 @@ def setup(app: Sphinx):
     app.connect("config-inited", _config_inited)
     app.connect("config-inited", _zh_fixes)
     app.add_transform(DocstringLocale)
+    app.add_transform(TableCellSources)
     app.connect("html-page-context", _edition_link)
     app.connect("html-page-context", _zh_launch_buttons, priority=502)
     app.connect("doctree-resolved", _zh_chapter_links)
