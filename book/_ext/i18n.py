@@ -88,6 +88,11 @@ def build(builder: str = "html", quiet: bool = False) -> Path:
                              "the Chinese one is served inside it, at _build/html/zh/")
         shutil.rmtree(SITE, ignore_errors=True)
         shutil.copytree(out, SITE)
+        # a chapter page's download button gives its Chinese notebook (zh_notebooks.py)
+        for nb in sorted((ROOT / "notebooks" / "zh").glob("*.ipynb")):
+            dest = SITE / "_sources" / "notebooks" / nb.name
+            if dest.is_file():
+                shutil.copyfile(nb, dest)
         return SITE
     return out
 
