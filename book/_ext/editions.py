@@ -10,13 +10,16 @@
   (``book/_ext/zh_notebooks.py``), and ``<html lang>`` is ``zh-CN``.
 * The cells of a ``{table}`` directive (the glossary's term table) are translatable, as the
   cells of a plain Markdown table are.
-* Two fixes to Sphinx's i18n for this book, in the Chinese edition only. A translated message
-  is parsed with the page's parser, MyST on every page here, but the API page's messages are
-  docstrings, reST: ``DocstringLocale`` parses their translations as reST (else
-  ``:func:`x``` would not link). And a translated paragraph is parsed as a document of its own,
-  which has no notebook, so ``{glue:text}`key``` could not find the chapter's value: there it
-  becomes a reference to the page's own glue data (``page.ipynb::key``), which myst-nb resolves
-  when it writes the page.
+* Four fixes to Sphinx's i18n for this book, in the Chinese edition only. The table of
+  contents' captions are translated (``TocCaptions``: sphinx-external-toc inserts them after
+  Sphinx has translated the page), and so are the chapters' numbered titles
+  (``NumberedTitles``: "1. ..." would be parsed as a list). A translated message is parsed with the page's parser, MyST
+  on every page here, but the API page's messages are docstrings, reST: ``DocstringLocale``
+  parses their translations as reST (else ``:func:`x``` would not link). And a translated
+  paragraph is parsed as a document of its own, which has no notebook, so ``{glue:text}`key```
+  could not find the chapter's value: there it becomes a reference to the page's own glue data
+  (``page.ipynb::key``), which myst-nb resolves when it writes the page. The search field's
+  placeholder, which Jupyter Book sets in English, is Chinese too.
 * ``label()`` and ``translated()``: the Chinese of the few strings the book's directives write
   themselves (table headings), and of a page's message from its catalogue (chapter titles).
 """
@@ -32,6 +35,7 @@ from sphinx.application import Sphinx
 from sphinx.transforms import SphinxTransform
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
 ZH = "zh"   # the Chinese edition's folder in the English site
 
 # The directives' own strings (the page text comes from the catalogues).
@@ -75,6 +79,7 @@ def translated(env, docname: str, msgid: str) -> str:
 
 def _config_inited(app: Sphinx, config) -> None:
     config.templates_path.append(str(TEMPLATES))
+    config.html_static_path.append(str(STATIC))
     config.html_theme_options.setdefault("article_header_end", ["edition-link.html", "article-header-buttons.html"])
 
 
@@ -193,6 +198,74 @@ class TableCellSources(SphinxTransform):
                     node.source, node.line = table.source, table.line
 
 
+class TocCaptions(SphinxTransform):
+    """The table of contents' part captions (``_toc.yml``) in the Chinese edition: sphinx-external-toc
+    inserts its toctrees (priority 100) after Sphinx's Locale transform (20), so they would stay
+    English; their captions and titles are messages of the root page's catalogue (gettext reads
+    the finished page), translated here the way Locale translates a toctree."""
+
+    default_priority = 101
+
+    def apply(self, **kwargs) -> None:
+        from os import path
+
+        from sphinx import addnodes
+        from sphinx.locale import init as init_locale
+        from sphinx.util.i18n import docname_to_domain
+
+        toctrees = list(self.document.findall(addnodes.toctree))
+        if not is_zh(self.config) or not toctrees:
+            return
+        catalog, found = init_locale([path.join(self.env.srcdir, d) for d in self.config.locale_dirs],
+                                     self.config.language, docname_to_domain(self.env.docname,
+                                                                            self.config.gettext_compact))
+        if not found:
+            return
+        for toctree in toctrees:
+            for msg in toctree.extract_original_messages():
+                msgstr = catalog.gettext(msg)
+                if msgstr.strip() and msgstr != msg:
+                    toctree.apply_translated_message(msg, msgstr)
+
+
+class NumberedTitles(SphinxTransform):
+    """A translated title that starts with its number ("1. LeNet：..."): Locale parses it as a
+    heading (the title text, underlined), which starts with "1. " and so is a list item, not a
+    title, and Locale leaves the English. Here the number's dot is escaped and the title's text
+    replaced by the translation's."""
+
+    default_priority = 21   # right after Locale (20)
+
+    def apply(self, **kwargs) -> None:
+        from os import path
+
+        from sphinx.locale import init as init_locale
+        from sphinx.transforms.i18n import _NodeUpdater, publish_msgstr
+        from sphinx.util.i18n import docname_to_domain
+        from sphinx.util.nodes import extract_messages
+
+        if not is_zh(self.config):
+            return
+        todo = [(n, m) for n, m in extract_messages(self.document)
+                if isinstance(n, nodes.title) and not n.get("translated") and re.match(r"\d+[.)]\s", m)]
+        if not todo:
+            return
+        catalog, found = init_locale([path.join(self.env.srcdir, d) for d in self.config.locale_dirs],
+                                     self.config.language, docname_to_domain(self.env.docname,
+                                                                            self.config.gettext_compact))
+        for node, msg in todo if found else []:
+            msgstr = catalog.gettext(msg)
+            if not msgstr.strip() or msgstr == msg:
+                continue
+            patch = publish_msgstr(self.app, re.sub(r"^(\d+)([.)])", r"\1\\\2", msgstr), self.document["source"],
+                                   node.line, self.config, self.document.settings)
+            if isinstance(patch, nodes.paragraph):
+                updater = _NodeUpdater(node, patch, self.document, False)
+                updater.update_pending_xrefs()
+                updater.update_leaves()
+                node["translated"] = True
+
+
 def _glue_from_own_page() -> None:
     """In a translated paragraph, ``{glue:text}`key``` reads the page's own glue data."""
     from myst_nb.ext.glue import roles
@@ -217,13 +290,19 @@ def _glue_from_own_page() -> None:
 def _zh_fixes(app: Sphinx, config) -> None:
     if is_zh(config):
         _glue_from_own_page()
+        # Jupyter Book sets the search field's placeholder itself, in English; the themes'
+        # catalogues translate the rest of their words
+        config.html_theme_options["search_bar_text"] = "搜索本书……"
 
 
 def setup(app: Sphinx):
     app.connect("config-inited", _config_inited)
+    app.add_css_file("editions.css")
     app.connect("config-inited", _zh_fixes)
     app.add_transform(DocstringLocale)
     app.add_transform(TableCellSources)
+    app.add_transform(TocCaptions)
+    app.add_transform(NumberedTitles)
     app.connect("html-page-context", _edition_link)
     app.connect("html-page-context", _zh_launch_buttons, priority=502)
     app.connect("doctree-resolved", _zh_chapter_links)
