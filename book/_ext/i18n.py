@@ -6,7 +6,8 @@
 
 ``build`` merges ``book/_config.zh.yml`` over ``_config.yml`` (jupyter-book's ``--config``
 replaces the whole file) into ``_build/zh/_config.yml``, builds with it into
-``_build/zh/_build/html`` and copies that to ``_build/html/zh/``, beside the English site, so
+``_build/zh/_build/html`` and copies that to ``_build/html/zh/`` (keeping the ``downloads/``
+and ``_static/lab/`` that downloads.py and lab_build.py add there), beside the English site, so
 that both editions are served (and published) together; the language link on every page is
 a relative link from one to the other (``book/_ext/editions.py``).
 
@@ -86,8 +87,8 @@ def build(builder: str = "html", quiet: bool = False) -> Path:
         if not (ROOT / "_build" / "html").is_dir():
             raise SystemExit("build the English site first (`jupyter-book build .`): "
                              "the Chinese one is served inside it, at _build/html/zh/")
-        shutil.rmtree(SITE, ignore_errors=True)
-        shutil.copytree(out, SITE)
+        _clear(SITE, keep={"downloads", "_static/lab"})   # what downloads.py and lab_build.py add
+        shutil.copytree(out, SITE, dirs_exist_ok=True)
         # a chapter page's download button gives its Chinese notebook (zh_notebooks.py)
         for nb in sorted((ROOT / "notebooks" / "zh").glob("*.ipynb")):
             dest = SITE / "_sources" / "notebooks" / nb.name
@@ -95,6 +96,22 @@ def build(builder: str = "html", quiet: bool = False) -> Path:
                 shutil.copyfile(nb, dest)
         return SITE
     return out
+
+
+def _clear(folder: Path, keep: set[str]) -> None:
+    """Empty ``folder`` but for the paths in ``keep`` (relative, one or two levels deep)."""
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        inner = {k.split("/", 1)[1] for k in keep if "/" in k and k.split("/", 1)[0] == child.name}
+        if child.name in keep:
+            continue
+        if inner and child.is_dir():
+            _clear(child, inner)
+        elif child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def build_pot(out: Path = POT) -> Path:
