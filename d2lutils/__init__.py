@@ -25,7 +25,7 @@ from .data import (
     upsample_bilinear,
 )
 from .diagram import draw_block, draw_net
-from .export import export_onnx
+from .export import export_onnx, fp16_rounded
 from .errors import (
     ArgumentError,
     CheckpointCorruptError,
@@ -62,7 +62,7 @@ __all__ = [
     "load_data_fashion_mnist", "read_fashion_mnist", "resize_bilinear", "show_fashion_mnist",
     "show_images", "upsample_bilinear",
     "draw_block", "draw_net",
-    "export_onnx",
+    "export_onnx", "fp16_rounded",
     "ArgumentError", "CheckpointCorruptError", "CheckpointError", "CheckpointLockedError",
     "CheckpointMismatchError", "CorruptDatasetError", "D2LError", "DatasetNotFoundError",
     "DistributedError", "InputSizeError", "TrainingDivergedError",

@@ -115,8 +115,9 @@ def check_train_args(*, net, train_iter, test_iter, batch_size, optimizer, num_e
         raise ArgumentError(f"amp must be True, False, 'bf16' or 'fp16'; got {amp!r}")
     for name, value in (("channels_last", channels_last), ("compile", compile)):
         check_bool(name, value)
-    for name, value in (("live_plot", live_plot), ("progress", progress)):
-        check_bool(name, value, allow_none=True)
+    if live_plot != "transient":
+        check_bool("live_plot", live_plot, allow_none=True, also="'transient'")
+    check_bool("progress", progress, allow_none=True)
     if profile is not None and not isinstance(profile, str):
         raise ArgumentError(f"profile must be a string (a name to print) or None; got {profile!r}")
     for name, value in (("check_every", check_every), ("points_per_epoch", points_per_epoch),

@@ -104,6 +104,8 @@ def check_number(name: str, value: Any, low: float | None = None, positive: bool
         raise ArgumentError(f"{name} must be {what}; got {value!r}")
 
 
-def check_bool(name: str, value: Any, allow_none: bool = False) -> None:
+def check_bool(name: str, value: Any, allow_none: bool = False, also: str = "") -> None:
+    """``also`` names another allowed value in the message (the caller checks it)."""
     if not (isinstance(value, bool) or (allow_none and value is None)):
-        raise ArgumentError(f"{name} must be True or False{' or None' if allow_none else ''}; got {value!r}")
+        others = (", None" if allow_none else "") + (f", {also}" if also else "")
+        raise ArgumentError(f"{name} must be True or False{others}; got {value!r}")

@@ -3,7 +3,11 @@ the exported LeNets in the reader's browser with onnxruntime-web).
 
 Besides the scores, the exported model can return the outputs of chosen layers (the
 feature maps of conv1 and conv2, say) as extra named outputs, and can end in a softmax
-so that it returns probabilities.
+so that it returns probabilities. It can also take a smaller image than the net and
+enlarge it first with the data pipeline's own bilinear weights (the lab feeds VGG the
+28 px image; the model resizes it to 224 px as ``load_data_fashion_mnist(resize=224)``
+did in training), and can store its weights in float16 (half the file) while still
+computing in float32.
 """
 
 from __future__ import annotations
@@ -17,16 +21,37 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError
+from .resize import _stretch_matrix, check_resize
 
-__all__ = ["export_onnx"]
+__all__ = ["export_onnx", "fp16_rounded"]
+
+FP16_MAX = 65504.0  # the largest finite float16
+
+
+class _Resize(nn.Module):
+    """Bilinear enlargement of ``[N, C, H, W]`` to ``[N, C, h, w]`` as two matrix products,
+    ``rows @ x @ cols``, with the weights of :func:`~d2lutils.data.resize_bilinear` (PyTorch's
+    ``align_corners=False`` bilinear weights, the ones the training data was resized with).
+    Two ``MatMul`` nodes in ONNX, which every runtime runs in float32."""
+
+    def __init__(self, src: tuple[int, int], dst: tuple[int, int]):
+        super().__init__()
+        (H, W), (h, w) = src, dst
+        cpu = torch.device("cpu")
+        self.register_buffer("rows", _stretch_matrix(H, h, torch.float32, cpu).T.contiguous())
+        self.register_buffer("cols", _stretch_matrix(W, w, torch.float32, cpu).clone())
+
+    def forward(self, x):
+        return self.rows @ x @ self.cols
 
 
 class _Tapped(nn.Module):
     """``net`` with the outputs of some of its submodules returned after its own output."""
 
-    def __init__(self, net: nn.Module, taps: Mapping[str, nn.Module], softmax: bool):
+    def __init__(self, net: nn.Module, taps: Mapping[str, nn.Module], softmax: bool,
+                 resize: nn.Module | None = None):
         super().__init__()
-        self.net, self.softmax = net, softmax
+        self.net, self.softmax, self.resize = net, softmax, resize
         self.taps = list(taps.values())
 
     def forward(self, x):
@@ -34,7 +59,7 @@ class _Tapped(nn.Module):
         hooks = [m.register_forward_hook(lambda mod, _i, out, k=k: seen.__setitem__(k, out))
                  for k, m in enumerate(self.taps)]
         try:
-            y = self.net(x)
+            y = self.net(x if self.resize is None else self.resize(x))
         finally:
             for h in hooks:
                 h.remove()
@@ -46,12 +71,24 @@ class _Tapped(nn.Module):
 def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], *,
                 taps: Mapping[str, nn.Module | str] | None = None, softmax: bool = False,
                 output_name: str | None = None, dynamic_batch: bool = True,
-                opset: int = 17) -> Path:
+                opset: int = 17, resize_from: int | Sequence[int] | None = None,
+                fp16_weights: bool = False) -> Path:
     """Export ``net`` (in evaluation mode, on the CPU, in float32) to an ONNX file.
 
     The model has one input, ``"input"``, of ``input_shape`` (the batch dimension may vary
     when ``dynamic_batch``), and returns the net's output (``"logits"``, or ``"probs"``
     with ``softmax=True``) followed by one output per entry of ``taps``, in order.
+
+    With ``resize_from``, the model's input is smaller than the net's: ``N x C x 28 x 28``
+    with ``resize_from=28``, say, enlarged inside the model to ``input_shape``'s height and
+    width by the bilinear weights of :func:`~d2lutils.data.resize_bilinear` (those of
+    ``load_data_fashion_mnist(resize=...)``, so the net sees what it saw in training, to
+    float rounding), as two ``MatMul`` nodes.
+
+    With ``fp16_weights``, every weight and bias of ``net`` is stored in float16 and turned
+    back into float32 by a ``Cast`` node when the model loads, so the file is half the size
+    and the runtime still computes in float32 (every onnxruntime build runs it). The model
+    then computes exactly what ``net`` does with :func:`fp16_rounded` weights.
 
     Example::
 
@@ -74,6 +111,9 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
         output_name: the main output's name, instead of ``"logits"`` / ``"probs"``.
         dynamic_batch: let the first dimension of the input (and of every output) vary.
         opset: the ONNX opset to target (onnxruntime-web 1.2x runs 7 to 21).
+        resize_from: the model's input side (an int, or ``(height, width)``), at most the
+            net's (``input_shape``'s last two entries); ``None``: the net's own.
+        fp16_weights: store the net's weights and biases in float16 (see above).
 
     Returns:
         The path written.
@@ -81,7 +121,10 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
     Raises:
         ArgumentError: ``net`` is not a module; ``input_shape`` is not a sequence of
             positive ints; a tap is not a submodule of ``net`` or its name is taken;
-            the net fails on an input of ``input_shape``.
+            ``resize_from`` is not a size no larger than the net's input, or
+            ``input_shape`` has no height and width to resize; ``fp16_weights`` is not a
+            bool, or a weight is too large for float16; the net fails on an input of
+            ``input_shape``.
         ImportError: the ``onnx`` package (needed by ``torch.onnx.export``) is missing.
     """
     if not isinstance(net, nn.Module):
@@ -95,6 +138,26 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
         raise ArgumentError(f"path must be a file path; got {path!r}")
     if not isinstance(opset, int) or isinstance(opset, bool) or not 7 <= opset <= 23:
         raise ArgumentError(f"opset must be an int from 7 to 23; got {opset!r}")
+    if not isinstance(fp16_weights, bool):
+        raise ArgumentError(f"fp16_weights must be True or False; got {fp16_weights!r}")
+    resize = None
+    model_shape = tuple(input_shape)
+    if resize_from is not None:
+        if len(input_shape) != 4:
+            raise ArgumentError(f"resize_from needs an input_shape of (batch, channels, height, "
+                                f"width); got {tuple(input_shape)!r}")
+        try:
+            src = check_resize(resize_from)
+        except ArgumentError as e:
+            raise ArgumentError(str(e).replace("resize must be None, ", "resize_from must be ")) from e
+        dst = tuple(input_shape[2:])
+        if src[0] > dst[0] or src[1] > dst[1]:
+            raise ArgumentError(f"resize_from={resize_from!r} is larger than the net's input "
+                                f"{dst[0]} x {dst[1]}: the model only enlarges (shrinking needs "
+                                f"antialiasing, which resize_bilinear does with F.interpolate)")
+        if src != dst:
+            resize = _Resize(src, dst)
+            model_shape = (*input_shape[:2], *src)
     main = output_name or ("probs" if softmax else "logits")
     if not isinstance(main, str) or not main:
         raise ArgumentError(f"output_name must be a non-empty string; got {output_name!r}")
@@ -126,9 +189,15 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
     device = params.device if params is not None else torch.device("cpu")
     dtype = params.dtype if params is not None else torch.float32
     net.eval().to("cpu", torch.float32)
+    if fp16_weights:
+        too_big = [n for n, p in net.named_parameters() if p.detach().abs().max() > FP16_MAX]
+        if too_big:
+            net.to(device, dtype).train(was_training)
+            raise ArgumentError(f"fp16_weights: {', '.join(too_big)} hold values beyond float16's "
+                                f"range (+-{FP16_MAX:g}); export them in float32")
     try:
-        wrapped = _Tapped(net, resolved, softmax).eval()
-        x = torch.zeros(*input_shape)
+        wrapped = _Tapped(net, resolved, softmax, resize).eval()
+        x = torch.zeros(*model_shape)
         try:
             with torch.no_grad():
                 outs = wrapped(x)
@@ -143,6 +212,51 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, input_shape: Sequence[i
                               do_constant_folding=True)
         if len(outs) != len(names):  # pragma: no cover - _Tapped always returns one per name
             raise RuntimeError("export_onnx: outputs and names differ")
+        if fp16_weights:
+            _store_fp16(path, {f"net.{n}" for n, _ in net.named_parameters()})
     finally:
         net.to(device, dtype).train(was_training)
     return path
+
+
+def _store_fp16(path: Path, names: set[str]) -> None:
+    """Rewrite the ONNX file at ``path``: each float32 initializer in ``names`` is stored as
+    float16 (``<name>.fp16``) and cast back to float32 by a ``Cast`` node whose output takes
+    the old name, so every node still reads a float32 tensor of that name."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, kept, done = [], [], set()
+    for init in graph.initializer:
+        if init.name in names and init.data_type == TensorProto.FLOAT:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16),
+                                           f"{init.name}.fp16")
+            kept.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                          name=f"{init.name}.to_float32"))
+            done.add(init.name)
+        else:
+            kept.append(init)
+    missing = names - done
+    if missing:  # a weight folded into another constant would stay float32: say so
+        raise RuntimeError(f"export_onnx(fp16_weights=True): {len(missing)} weights are not plain "
+                           f"initializers of the exported graph: {sorted(missing)[:5]}")
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def fp16_rounded(net: nn.Module) -> nn.Module:
+    """``net`` with every weight and bias rounded to float16 and back, in place (it stays
+    float32): what a model exported with ``fp16_weights=True`` computes. Returns ``net``."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(p.half().to(p.dtype))
+    return net

@@ -143,7 +143,7 @@ class AlexNet(nn.Module):
 ALEXNET = d2l.Recipe(
     "alexnet", net=lambda: AlexNet(in_channels=1, num_classes=10), resize=224,
     batch_size=128, optimizer="adam", lr=0.001, num_epochs=5, source="seed 000",
-    cpu_images=16_000, cpu_img_per_s=20,
+    cpu_images=16_000, cpu_img_per_s=16, cpu_test_img_per_s=60,   # the stored run's rates
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32 (4x the steps per image), a 100-step warm-up and a cosine decay, "
             "to learn from 16,000 images in one pass",
@@ -197,7 +197,7 @@ class ZFNet(nn.Module):
 ZFNET = d2l.Recipe(
     "zfnet", net=lambda: ZFNet(in_channels=1, num_classes=10), resize=224,
     batch_size=128, optimizer="adam", lr=0.001, num_epochs=5, source="seed 000's settings",
-    cpu_images=9_600, cpu_img_per_s=12, cpu_test_images=5_000,
+    cpu_images=9_600, cpu_img_per_s=15.7, cpu_test_img_per_s=43, cpu_test_images=5_000,  # the stored run's rates
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32, a 100-step warm-up and a cosine decay, to learn from ~10,000 images",
     gpu_img_per_s=4_186, gpu_source="AlexNet's d2l 0.17.6 V100 speed (ZFNet has no published one)")
@@ -296,7 +296,8 @@ def vgg(conv_arch, in_channels=1, num_classes=10, fc_hidden=4096, ratio=1, image
 VGG11_DIV8 = d2l.Recipe(
     "vgg11-div8", net=lambda: vgg(VGG_ARCHS["VGG-11"], ratio=8, fc_hidden=512), resize=224,
     batch_size=64, optimizer="adam", lr=0.001, num_epochs=5, source="seed 002 / ShusenTang",
-    cpu_images=60_000, cpu_img_per_s=120, cpu={"schedule": "cosine", "warmup_steps": 50},
+    cpu_images=60_000, cpu_img_per_s=106, cpu_test_img_per_s=308,   # the stored run's rates
+    cpu={"schedule": "cosine", "warmup_steps": 50},
     cpu_why="a 50-step warm-up and a cosine decay over the single pass")
 
 
@@ -350,7 +351,7 @@ NIN_D2L = d2l.Recipe(
 NIN = d2l.Recipe(
     "nin", net=lambda: nin(), init=init_kaiming, resize=224, batch_size=128, optimizer="adam",
     lr=0.001, num_epochs=10, warmup_steps=200, source="this book",
-    cpu_images=21_760, cpu_img_per_s=28,
+    cpu_images=21_760, cpu_img_per_s=25, cpu_test_img_per_s=73,   # the stored run's rates
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32 and a cosine decay over the single pass",
     gpu_img_per_s=3_193, gpu_source="d2l 0.17.6 on a V100 (NiN, d2l's recipe)")

@@ -172,9 +172,10 @@ def plot_shapes(table: "LayerTable", axes=None, title: str | None = None):
 class LiveCurves:
     """Redraw the learning curves in place in a notebook after every epoch."""
 
-    def __init__(self):
+    def __init__(self, transient: bool = False):
         self._fig = None
         self._handle = None
+        self._transient = transient
 
     def update(self, history: "History") -> None:
         import matplotlib.pyplot as plt
@@ -191,8 +192,11 @@ class LiveCurves:
             self._handle.update(self._fig)
 
     def close(self) -> None:
-        """Keep the last drawing as the cell's output, without a second copy."""
+        """Keep the last drawing as the cell's output, without a second copy; a transient
+        one is removed, since the page draws the finished run itself."""
         if self._fig is not None:
             import matplotlib.pyplot as plt
 
             plt.close(self._fig)
+            if self._transient and self._handle is not None:
+                self._handle.update({"text/plain": ""}, raw=True)

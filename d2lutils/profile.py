@@ -65,11 +65,13 @@ class Profile:
         return cpu if self.name == "cpu" else self.n_test
 
     def plan(self, n_train: int | None, train_rate: float, n_test: int | None = None,
-             test_rate: float | None = None, num_epochs: int = 1) -> str:
+             test_rate: float | None = None, num_epochs: int = 1, n_probe: int = 0) -> str:
         """A line saying what this run will cost, printed before training.
 
         ``train_rate`` and ``test_rate`` are images per second on a 2-core CPU, as the
         chapter measured them; on other hardware the estimate is only an upper bound.
+        ``n_probe`` test images are evaluated inside each epoch besides the ``n_test``
+        after it (they count only when ``test_rate`` is given).
 
         Raises:
             ArgumentError: a rate is not a positive number, or an image count is not
@@ -81,15 +83,17 @@ class Profile:
         check_int("n_train", n_train, 1, allow_none=True)
         check_int("n_test", n_test, 1, allow_none=True)
         check_int("num_epochs", num_epochs, 1)
+        check_int("n_probe", n_probe, 0)
         n_tr = 60_000 if n_train is None else n_train
         n_te = 10_000 if n_test is None else n_test
         secs = n_tr * num_epochs / train_rate
         if test_rate:
-            secs += n_te * num_epochs / test_rate
+            secs += (n_te + n_probe) * num_epochs / test_rate
         budget = f"budget {self.budget_s / 60:.0f} min, " if self.budget_s else ""
         took = f"{secs / 60:.0f} min" if secs >= 90 else f"{secs:.0f} s"
+        what = "training and testing" if test_rate else "training"
         return (f"{self.name} profile: {budget}{n_tr:,} training images x {num_epochs} epoch(s), "
-                f"{n_te:,} test images; training about {took} on a 2-core CPU "
+                f"{n_te:,} test images; {what} about {took} on a 2-core CPU "
                 f"(measured there: {train_rate:g} train img/s"
                 + (f", {test_rate:g} test img/s)" if test_rate else ")"))
 

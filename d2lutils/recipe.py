@@ -27,6 +27,7 @@ from . import distributed as dist
 from .data import load_data_fashion_mnist
 from .devices import as_device, precision_policy, try_gpu
 from .errors import ArgumentError, check_int, check_number
+from .notebook import in_notebook
 from .profile import Profile, get_profile
 from .train import train_ch5
 
@@ -54,6 +55,8 @@ class Recipe:
             class-balanced images (sized to the budget from ``cpu_img_per_s``).
         cpu_epochs: epochs under ``cpu`` (1: one pass; LeNet is cheap enough for the seed's 10).
         cpu_img_per_s: training speed measured on the 2-core CPU that built the book.
+        cpu_test_img_per_s: evaluation speed there (the test passes and the probes), so
+            that the plan line predicts the whole wall time, not only the training steps.
         cpu_test_images: test images under ``cpu`` (``None``: all 10,000).
         cpu: field changes under ``cpu`` and ``quick``, e.g. ``{"batch_size": 32}``.
         cpu_why: one sentence on why those changes are needed.
@@ -78,6 +81,7 @@ class Recipe:
     cpu_images: int = 6_000
     cpu_epochs: int = 1
     cpu_img_per_s: float | None = None
+    cpu_test_img_per_s: float | None = None
     cpu_test_images: int | None = None
     cpu: dict[str, Any] = dataclasses.field(default_factory=dict)
     cpu_why: str = ""
@@ -216,7 +220,11 @@ class Recipe:
         if on_gpu:
             line += "\n  " + self._gpu_plan(n, epochs)
         elif self.cpu_img_per_s:
-            line += "\n  " + profile.plan(n, self.cpu_img_per_s, n_test=n_test, num_epochs=epochs)
+            # train_ch5 probes 4 times an epoch on profile.probe_images test images
+            # (default probes_per_epoch=5), and tests on all n_test images after each epoch.
+            probes = 4 * min(profile.probe_images, n_test or 10_000)
+            line += "\n  " + profile.plan(n, self.cpu_img_per_s, n_test=n_test, num_epochs=epochs,
+                                          test_rate=self.cpu_test_img_per_s, n_probe=probes)
         return line
 
     def _gpu_plan(self, n: int | None, epochs: int) -> str:
@@ -253,6 +261,8 @@ class Recipe:
         train_kwargs.setdefault("channels_last", r.channels_last and (
             not on_gpu or precision_policy(device, train_kwargs.get("amp", False)).channels_last))
         train_kwargs.setdefault("probe_images", profile.probe_images)
+        if train_kwargs.get("live_plot") is None:  # a chapter plots each finished run itself
+            train_kwargs["live_plot"] = "transient" if in_notebook() else False
         history = train_ch5(net, train_iter, test_iter, r.batch_size, optimizer, device, r.epochs(profile),
                             scheduler=scheduler, checkpoint=ckpt, resume=resume,
                             profile=profile.name, **train_kwargs)

@@ -53,7 +53,7 @@ class Run:
     rank: int
     main: bool
     progress: bool
-    live_plot: bool
+    live_plot: bool | str
     baseline: float | None = None
     batch_shape: tuple[int, ...] | None = None
 
@@ -135,7 +135,7 @@ def setup_run(net, train_iter, test_iter, *, batch_size, optimizer, device, num_
                 point_marks=point_marks, probe_marks=probe_marks, num_epochs=num_epochs,
                 batch_size=batch_size, channels_last=channels_last, check_every=check_every,
                 diverge_factor=diverge_factor, aux_weight=aux_weight, rank=rank, main=main,
-                progress=bool(progress if progress is not None else env_flag("D2L_PROGRESS", True)) and main, live_plot=bool(live_plot if live_plot is not None else in_notebook()) and main)
+                progress=bool(progress if progress is not None else env_flag("D2L_PROGRESS", True)) and main, live_plot=(live_plot if live_plot is not None else in_notebook()) if main else False)
 
 
 def _resize_of(it) -> Any:

@@ -256,7 +256,8 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
         scheduler: a ``torch.optim.lr_scheduler`` stepped after every batch whose
             optimizer step was taken (e.g. a warm-up); its state is checkpointed.
             ``ReduceLROnPlateau``, which needs a metric, is refused.
-        live_plot: redraw the learning curves at every point (default: in a notebook).
+        live_plot: redraw the learning curves at every point (default: in a notebook);
+            ``"transient"``: removed at the end, for a page that plots the run itself.
         progress: show a tqdm bar per epoch (default: on, unless ``$D2L_PROGRESS=0``).
         amp: mixed precision: ``True`` lets :func:`~d2lutils.devices.precision_policy`
             choose from the GPU's compute capability (bf16 from 8.0, fp16 with a
@@ -325,7 +326,7 @@ def _fit(run: Run, resume: bool) -> History:
             if h.epoch[e] in printed_epochs(run.num_epochs):
                 run.say(epoch_line(h, e))
     bar_class = progress_bar_class(run.progress)
-    live = LiveCurves() if run.live_plot else None
+    live = LiveCurves(transient=run.live_plot == "transient") if run.live_plot else None
     run.net.train()
     try:
         for epoch in range(start, run.num_epochs):

@@ -29,9 +29,14 @@ def test_quick_study_writes_report_and_resumes(tmp_path):
 
     assert report["setting"]["size"] == 224 and report["setting"]["n_train"] == 64
     # the chapter's own recipes, with only the budget changed
-    assert report["setting"]["recipes"] == {"d2l": NIN_D2L.for_profile("cpu").describe(),
-                                            "book": NIN.for_profile("cpu").describe()}
-    assert [(r["recipe"], r["seed"]) for r in report["runs"]] == [("d2l", 0), ("book", 0)]
+    recipes = report["setting"]["recipes"]
+    assert recipes["d2l"] == NIN_D2L.for_profile("cpu").describe()
+    assert recipes["book"] == NIN.for_profile("cpu").describe()
+    # each arm is one change away from the one before it
+    assert recipes["d2l-b32"] == recipes["d2l"].replace("batch 128", "batch 32")
+    assert recipes["d2l-b32-kaiming"] == recipes["d2l-b32"].replace("init_xavier", "init_kaiming")
+    assert [(r["recipe"], r["seed"]) for r in report["runs"]] == [
+        ("d2l", 0), ("d2l-b32", 0), ("d2l-b32-kaiming", 0), ("book", 0)]
     for r in report["runs"]:
         h = r["history"]
         assert h["n_train"] == 64 and h["n_test"] == 50 and h["epoch"] == [1]
@@ -58,10 +63,15 @@ def test_committed_study_is_complete():
     s = study["setting"]
     runs = {(r["recipe"], r["seed"]): r["history"] for r in study["runs"]}
     assert s["size"] == 224, "the study must run at the chapter's input size"
-    assert set(runs) == {(recipe, seed) for recipe in ("d2l", "book") for seed in (0, 1, 2)}
+    arms = ("d2l", "d2l-b32", "d2l-b32-kaiming", "book")
+    assert set(runs) == {(recipe, seed) for recipe in arms for seed in (0, 1, 2)}
     for h in runs.values():
         assert len(h["test_acc"]) == 1 and h["n_train"] == s["n_train"]
         assert h["n_test"] == s["n_test"] and all(t > 0 for t in h["seconds"])
     # what the chapter says of it: this book's recipe leaves the plateau with every seed
     book = [h for (recipe, _), h in runs.items() if recipe == "book"]
     assert all(h["step_loss"][-1] < 2.0 and h["test_acc"][-1] > 0.3 for h in book)
+    # ... and four times the steps leave d2l's recipe on it, with every seed
+    for arm in ("d2l", "d2l-b32"):
+        assert all(abs(h["step_loss"][-1] - 2.303) < 0.05 and h["test_acc"][-1] < 0.15
+                   for (recipe, _), h in runs.items() if recipe == arm)

@@ -1,5 +1,5 @@
-/* Classic CNNs lab: the LeNet chapter's trained nets, run in the reader's browser by
- * onnxruntime-web (WebAssembly, served from this site). Plain script, no build step.
+/* Classic CNNs lab: the LeNet and VGG chapters' trained nets, run in the reader's browser
+ * by onnxruntime-web (WebAssembly, served from this site). Plain script, no build step.
  * Loaded by book/lab.md's small loader with data-base = the site's _static/lab/ folder.
  * window.classicCnnsLab exposes the state and the functions the tests call.
  * On the Chinese edition's page (<html lang="zh-CN">) its own text is in Chinese (T below). */
@@ -7,12 +7,15 @@
   "use strict";
   var script = document.currentScript;
   var base = new URL(script.getAttribute("data-base") || "./", location.href).href;
+  var root = new URL("../../", base).href;   // the site's root: base is <root>/_static/lab/
   var N = 28, SCALE = 10;               // 28 x 28 input, drawn 10x larger
   var lab = window.classicCnnsLab = {
     base: base, models: {}, errors: {}, manifest: null, images: null,
-    current: new Float32Array(N * N), label: 0, source: "", timings: {},
-    firstPredictionMs: null,
+    current: new Float32Array(N * N), version: 0, label: 0, source: "", timings: {},
+    firstPredictionMs: null, last: {},
+    marks: {},   // ms since navigation: when the runtime, each file and each session were ready
   };
+  var mark = function (name) { lab.marks[name] = Math.round(performance.now()); };
   var el = function (tag, attrs, parent, text) {
     var e = document.createElement(tag);
     for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
@@ -28,9 +31,16 @@
   var CLASSES_ZH = { "t-shirt": "T恤", "trouser": "裤子", "pullover": "套衫", "dress": "连衣裙", "coat": "外套",
                      "sandal": "凉鞋", "shirt": "衬衫", "sneaker": "运动鞋", "bag": "包", "ankle boot": "短靴" };
   var TITLES_ZH = { "lenet": "LeNet（ReLU、最大池化、Adam）",
-                    "lenet-sigmoid": "1998 年的 LeNet-5（sigmoid、平均池化、SGD，学习率 0.9）" };
+                    "lenet-sigmoid": "1998 年的 LeNet-5（sigmoid、平均池化、SGD，学习率 0.9）",
+                    "vgg11-div8": "VGG-11 ÷8（八个 3×3 卷积，224 px）" };
+  // The taps' labels as the manifest writes them, in Chinese (any other label stays as stored).
+  var TAPS_ZH = { "conv1 (5×5, after the activation)": "conv1（5×5，激活函数之后）",
+                  "conv2 (5×5, after the activation)": "conv2（5×5，激活函数之后）",
+                  "block 1 (3×3 conv, ReLU, 2×2 max pool)": "第 1 块（3×3 卷积、ReLU、2×2 最大池化）",
+                  "block 2 (3×3 conv, ReLU, 2×2 max pool)": "第 2 块（3×3 卷积、ReLU、2×2 最大池化）" };
   var cls = function (c) { var en = lab.manifest.classes[c]; return ZH ? (CLASSES_ZH[en] || en) : en; };
   var title = function (m) { return ZH ? (TITLES_ZH[m.key] || m.title) : m.title; };
+  var tapLabel = function (t) { return ZH ? (TAPS_ZH[t.label] || t.label) : t.label; };
 
   function showError(parent, text) {
     var box = el("div", { "class": "lab-error", role: "alert" }, null, text);
@@ -57,21 +67,27 @@
   function hex(buf) {
     return Array.prototype.map.call(new Uint8Array(buf), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
-  function loadModel(m) {
-    // Resolves to a session, or rejects with a message a reader can act on.
+  function fetchModel(m) {
+    // Resolves to the checked bytes, or rejects with a message a reader can act on.
     return fetchOk(base + m.file, "arrayBuffer").then(function (buf) {
       var check = (window.crypto && crypto.subtle) ? crypto.subtle.digest("SHA-256", buf).then(hex) : Promise.resolve(null);
       return check.then(function (sum) {
         if (sum && sum !== m.sha256)
           throw new Error(m.file + " is corrupt: its SHA-256 is not the one in models/manifest.json (" +
                           buf.byteLength.toLocaleString() + " bytes, expected " + m.bytes.toLocaleString() + ")");
-        return ortReady.then(function () {
-          return ort.InferenceSession.create(new Uint8Array(buf), { executionProviders: ["wasm"] });
-        }).catch(function (e) {
-          if (e && /SHA-256|HTTP/.test(e.message)) throw e;
-          throw new Error(m.file + " could not be read as an ONNX model: " + (e && e.message || e));
-        });
+        mark("file " + m.key);
+        return buf;
       });
+    });
+  }
+  function createSession(m, buf) {
+    // In the inference queue, so that a big model's set-up never runs inside another's call.
+    return enqueue(function () {
+      return ortReady.then(function () {
+        return ort.InferenceSession.create(new Uint8Array(buf), { executionProviders: ["wasm"] });
+      }).then(function (s) { mark("session " + m.key); return s; });
+    }).catch(function (e) {
+      throw new Error(m.file + " could not be read as an ONNX model: " + (e && e.message || e));
     });
   }
 
@@ -80,26 +96,34 @@
     ort.env.wasm.numThreads = 1;     // threads need cross-origin isolation, which a static host lacks
     ort.env.wasm.proxy = false;
     ort.env.logLevel = "error";
+    mark("runtime");
   });
 
   // One inference at a time (a WebAssembly session runs one call at a time).
   var queue = Promise.resolve();
-  function run(key, pixels, batch) {
-    var job = queue.then(function () {
-      var sess = lab.models[key];
-      if (!sess) throw new Error(lab.errors[key] || ("model " + key + " is not loaded"));
-      var n = batch || 1;
-      var t0 = performance.now();
-      var feeds = { input: new ort.Tensor("float32", pixels, [n, 1, N, N]) };
-      return sess.run(feeds).then(function (out) {
-        var ms = performance.now() - t0;
-        return { probs: out.probs.data, conv1: out.conv1, conv2: out.conv2, ms: ms };
-      });
-    });
+  function enqueue(fn) {
+    var job = queue.then(fn);
     queue = job.catch(function () {});
     return job;
   }
+  // probs only (an occlusion batch), or every output (probs and the feature maps).
+  function run(key, pixels, batch, all) {
+    return enqueue(function () {
+      var sess = lab.models[key];
+      if (!sess) throw new Error(lab.errors[key] || ("model " + key + " is not loaded yet"));
+      var n = batch || 1;
+      var t0 = performance.now();
+      var feeds = { input: new ort.Tensor("float32", pixels, [n, 1, N, N]) };
+      return sess.run(feeds, all ? sess.outputNames : ["probs"]).then(function (out) {
+        var ms = performance.now() - t0;
+        var res = { probs: out.probs.data, maps: {}, ms: ms };
+        tapsOf(modelOf(key)).forEach(function (t) { if (out[t.name]) res.maps[t.name] = out[t.name]; });
+        return res;
+      });
+    });
+  }
   lab.run = run;
+  var pause = function () { return new Promise(function (r) { setTimeout(r, 0); }); };
 
   // ---- drawing helpers -------------------------------------------------------------
   var MAGMA = [[0, 0, 4], [28, 16, 68], [79, 18, 123], [129, 37, 129], [181, 54, 122],
@@ -135,6 +159,75 @@
   var ui = {};
   var modelKeys = function () { return lab.manifest.models.map(function (m) { return m.key; }); };
   var modelOf = function (key) { return lab.manifest.models.filter(function (m) { return m.key === key; })[0]; };
+  // The feature maps a model returns and what to call them (older manifests: the output names).
+  function tapsOf(m) {
+    return m.taps || m.outputs.filter(function (o) { return o !== "probs"; }).map(function (o) { return { name: o, label: o }; });
+  }
+  var chapterUrl = function (m) { return root + m.chapter + ".html"; };
+  var chapterName = function (m) {
+    return (ZH ? { "notebooks/01_lenet": "LeNet 一章", "notebooks/04_vgg": "VGG 一章" }
+               : { "notebooks/01_lenet": "LeNet chapter", "notebooks/04_vgg": "VGG chapter" })[m.chapter] || m.chapter;
+  };
+  var thousands = function (n) { return n.toLocaleString("en"); };
+  function notReady(key) {
+    // The reason a model cannot run now, or "" when it can.
+    if (lab.errors[key]) return lab.errors[key];
+    return lab.models[key] ? "" : T("loading “" + modelOf(key).title + "”…", "正在加载“" + title(modelOf(key)) + "”…");
+  }
+
+  function buildAbout() {
+    // What each net is and which run its weights come from, read from the manifest.
+    var box = $("lab-about");
+    if (!box) return;
+    box.innerHTML = "";
+    var list = el("ul", {}, box);
+    var gflops = function (f) { return (f / 1e9).toFixed(f < 1e8 ? 4 : 2); };
+    lab.manifest.models.forEach(function (m) {
+      var li = el("li", { "data-model": m.key }, list), r = m.run;
+      var text = function (t) { li.appendChild(document.createTextNode(t)); };
+      el("strong", {}, li, title(m));
+      if (ZH) {
+        text("，出自");
+        el("a", { href: chapterUrl(m) }, li, chapterName(m));
+        text("：" + thousands(m.params) + " 个参数" + (m.flops ? "，每张图像 " + gflops(m.flops) + " GFLOPs" : "") + "。");
+        if (m.net_input && m.net_input[1] !== N)
+          text("它的输入是 " + m.net_input[1] + " × " + m.net_input[2] + " px：页面上 28 px 的图像在模型内部放大，" +
+               "所用的双线性权重与它的训练图像缩放时所用的相同。");
+        text("权重来自 ");
+        el("code", {}, li, m.recipe);
+        text(" 这次运行：" + r.device + " 上的 " + r.profile + " 运行配置，" + thousands(r.n_train) + " 张训练图像 × " +
+             r.epochs + " 个迭代周期，在 " + thousands(r.n_test) + " 张测试图像上的测试准确率为 " + r.test_acc.toFixed(4) + "（");
+        el("code", {}, li, r.file);
+        text("）。");
+        if (m.fp16_check) {
+          var c = m.fp16_check;
+          text("以 float16 存储，文件小一半，按 float32 计算：在全部 " + thousands(c.n_test) + " 张测试图像上，" +
+               "用这些权重的测试准确率为 " + c.test_acc_fp16.toFixed(4) + "，用 float32 权重为 " + c.test_acc_fp32.toFixed(4) +
+               "；没有一个概率的变化超过 " + c.max_prob_diff.toExponential(1) + "。");
+        }
+        return;
+      }
+      text(", from the ");
+      el("a", { href: chapterUrl(m) }, li, chapterName(m));
+      text(": " + thousands(m.params) + " parameters" + (m.flops ? ", " + gflops(m.flops) + " GFLOPs per image" : "") + ".");
+      if (m.net_input && m.net_input[1] !== N)
+        text(" It takes " + m.net_input[1] + " × " + m.net_input[2] + " px: the page's 28 px image is enlarged inside " +
+             "the model, with the bilinear weights its training images were resized with.");
+      text(" Weights of the ");
+      el("code", {}, li, m.recipe);
+      text(" run: the " + r.profile + " profile on " + r.device + ", " + thousands(r.n_train) + " training images × " +
+           r.epochs + " epoch" + (r.epochs > 1 ? "s" : "") + ", test accuracy " + r.test_acc.toFixed(4) + " on " +
+           thousands(r.n_test) + " test images (");
+      el("code", {}, li, r.file);
+      text(").");
+      if (m.fp16_check) {
+        var c = m.fp16_check;
+        text(" Stored in float16 to halve the file, computed in float32: test accuracy " + c.test_acc_fp16.toFixed(4) +
+             " with these weights against " + c.test_acc_fp32.toFixed(4) + " with the float32 ones, on all " +
+             thousands(c.n_test) + " test images; no probability moved by more than " + c.max_prob_diff.toExponential(1) + ".");
+      }
+    });
+  }
 
   function buildRuns() {
     var box = $("lab-runs");
@@ -149,7 +242,8 @@
       var r = el("tr", { "data-model": m.key }, body);
       [title(m), m.run.file.replace("notebooks/runs/", "").replace(".json", "") + " (" + m.recipe + ")", m.run.device,
        m.run.profile, m.run.n_train.toLocaleString("en") + " × " + m.run.epochs, m.run.n_test.toLocaleString("en"),
-       m.run.test_acc.toFixed(4), m.file + ", " + (m.bytes / 1024).toFixed(0) + " KiB " + m.dtype]
+       m.run.test_acc.toFixed(4) + (m.fp16_check ? T(" (float16 weights: ", "（float16 权重：") + m.fp16_check.test_acc_fp16.toFixed(4) + T(")", "）") : ""),
+       m.file + ", " + (m.bytes / 1024).toFixed(0) + " KiB, " + m.dtype]
         .forEach(function (v, i) { el("td", i ? { "class": "notranslate" } : {}, r, v); });   // data, as stored
       var status = el("td", { "class": "lab-status", "data-status": "loading" }, r, T("loading…", "加载中…"));
       ui["status-" + m.key] = status;
@@ -169,7 +263,7 @@
     var clear = el("button", { type: "button", id: "lab-clear" }, tools, T("Clear and draw your own", "清空，自己画一张"));
     el("label", { "for": "lab-brush" }, tools, T(" brush ", " 笔刷 "));
     ui.brush = el("input", { id: "lab-brush", type: "range", min: "0.6", max: "2.5", step: "0.1", value: "1.3" }, tools);
-    clear.onclick = function () { lab.current.fill(0); setSource("drawing", null); refresh(); };
+    clear.onclick = function () { lab.current.fill(0); lab.version++; setSource("drawing", null); refresh(); };
     var drawing = false;
     var paint = function (ev) {
       var p = pointerPixel(ui.main, ev), rad = +ui.brush.value;
@@ -180,6 +274,7 @@
           var v = Math.max(0, Math.min(1, rad + 0.5 - d));
           if (v > lab.current[y * N + x]) lab.current[y * N + x] = v;
         }
+      lab.version++;
       if (lab.source !== "drawing") setSource("drawing", null);
       refresh();
     };
@@ -194,7 +289,10 @@
       var m = modelOf(key);
       var card = el("div", { "class": "lab-result", "data-model": key }, right);
       el("div", { "class": "lab-result-title" }, card, title(m));
-      var time = el("div", { "class": "lab-time" }, card, lab.errors[key] ? "" : T("loading…", "加载中…"));
+      if (m.flops) el("div", { "class": "lab-time" }, card, ZH
+        ? thousands(m.params) + " 个参数，每张图像 " + (m.flops / 1e9).toFixed(m.flops < 1e8 ? 4 : 2) + " GFLOPs"
+        : thousands(m.params) + " parameters, " + (m.flops / 1e9).toFixed(m.flops < 1e8 ? 4 : 2) + " GFLOPs per image");
+      var time = el("div", { "class": "lab-time lab-result-time" }, card, lab.errors[key] ? "" : T("loading…", "加载中…"));
       var bars = el("div", { "class": "lab-bars" }, card);
       var rows = lab.manifest.classes.map(function (c, i) {
         var r = el("div", { "class": "lab-bar-row" }, bars);
@@ -232,7 +330,7 @@
     ui.occClass.onchange = function () { lab.label = +ui.occClass.value; lab.labelChosen = true; occUpdate(); };
     ui.occText = el("div", { id: "lab-occ-prob", "class": "lab-occ-prob", "aria-live": "polite" }, ctl);
     var btn = el("button", { type: "button", id: "lab-occ-map-button" }, ctl, T("Compute the whole occlusion map", "计算完整的遮挡图"));
-    ui.occMapInfo = el("div", { "class": "lab-time", id: "lab-occ-map-info" }, ctl);
+    ui.occMapInfo = el("div", { "class": "lab-time", id: "lab-occ-map-info", "aria-live": "polite" }, ctl);
     var np = Math.floor((N - occ.patch) / occ.stride) + 1;
     ui.occMap = el("canvas", { id: "lab-occ-map", width: np * 20, height: np * 20, "class": "lab-map",
                                "aria-label": T("occlusion map: probability of the true class at each position",
@@ -273,10 +371,7 @@
   function buildInside() {
     var box = $("lab-inside");
     ui.inModel = modelSelect(box, "lab-inside-model", function () { insideUpdate(); });
-    el("div", { "class": "lab-subtitle" }, box, T("conv1: 6 maps, 28 × 28", "conv1：6 张特征图，28 × 28"));
-    ui.conv1 = el("div", { "class": "lab-maps", id: "lab-conv1" }, box);
-    el("div", { "class": "lab-subtitle" }, box, T("conv2: 16 maps, 10 × 10", "conv2：16 张特征图，10 × 10"));
-    ui.conv2 = el("div", { "class": "lab-maps", id: "lab-conv2" }, box);
+    ui.inMaps = el("div", { id: "lab-inside-maps" }, box);
   }
 
   // ---- updates -------------------------------------------------------------------------
@@ -298,6 +393,7 @@
   lab.select = function (i) {
     var px = lab.images.pixels[i];
     for (var k = 0; k < N * N; k++) lab.current[k] = px[k] / 255;
+    lab.version++;
     lab.selected = i;
     setSource("test", i);
     return refresh();
@@ -307,22 +403,25 @@
   function refresh() {
     // Coalesce: while one round of inference runs, only the latest image waits.
     paintGray(ui.main, lab.current, N, N, 0, 1);
-    pending = Float32Array.from(lab.current);
+    pending = { img: Float32Array.from(lab.current), version: lab.version };
     if (busy) return lab.lastRound;
     busy = true;
     lab.lastRound = (function loop() {
-      var img = pending; pending = null;
-      return predictAll(img).then(function () { return Promise.all([occUpdate(), insideUpdate()]); })
+      var job = pending; pending = null;
+      return predictAll(job.img, job.version).then(function () { return Promise.all([occUpdate(), insideUpdate()]); })
         .then(function () { if (pending) return loop(); busy = false; }, function (e) { busy = false; throw e; });
     })();
     return lab.lastRound;
   }
 
-  function predictAll(img) {
+  function predictAll(img, version) {
+    // In the manifest's order, so the small LeNets show first and the bigger net after them;
+    // each net's outputs for this image are kept for Occlusion and Inside the net.
     return Promise.all(modelKeys().map(function (key) {
       var r = ui.results[key];
-      if (lab.errors[key]) return null;
-      return run(key, img).then(function (out) {
+      if (notReady(key)) { if (!lab.errors[key]) r.time.textContent = T("loading…", "加载中…"); return null; }
+      return run(key, img, 1, true).then(function (out) {
+        lab.last[key] = { version: version, out: out };
         var probs = Array.from(out.probs);
         var top = probs.indexOf(Math.max.apply(null, probs));
         probs.forEach(function (p, c) {
@@ -350,6 +449,18 @@
     return x;
   }
 
+  // The outputs of `key` for the current image: those of the last round if it saw this image,
+  // else a fresh call (every output).
+  function currentOutputs(key) {
+    var hit = lab.last[key];
+    if (hit && hit.version === lab.version) return Promise.resolve(hit.out);
+    var version = lab.version;
+    return run(key, Float32Array.from(lab.current), 1, true).then(function (out) {
+      lab.last[key] = { version: version, out: out };
+      return out;
+    });
+  }
+
   function occUpdate() {
     var key = ui.occModel.value, occ = lab.manifest.occlusion, pos = lab.occPos;
     var img = lab.current, x = occluded(img, pos[0], pos[1]);
@@ -357,59 +468,94 @@
     var ctx = ui.occ.getContext("2d");
     ctx.strokeStyle = "#888"; ctx.lineWidth = 3;
     ctx.strokeRect(pos[1] * SCALE + 1.5, pos[0] * SCALE + 1.5, occ.patch * SCALE - 3, occ.patch * SCALE - 3);
-    if (lab.errors[key]) { ui.occText.textContent = lab.errors[key]; return Promise.resolve(); }
-    var both = new Float32Array(2 * N * N); both.set(img, 0); both.set(x, N * N);
-    return run(key, both, 2).then(function (out) {
-      var c = lab.label, p0 = out.probs[c], p1 = out.probs[10 + c];
+    if (notReady(key)) { ui.occText.textContent = notReady(key); return Promise.resolve(); }
+    return Promise.all([currentOutputs(key), run(key, x, 1)]).then(function (both) {
+      var c = lab.label, p0 = both[0].probs[c], p1 = both[1].probs[c];
       ui.occText.textContent = ZH
         ? "p(" + cls(c) + ")：未遮挡时 " + fmt(p0) + "，方块在第 " + pos[0] + " 行、第 " + pos[1] + " 列时 " + fmt(p1) +
-          "（" + out.ms.toFixed(1) + " ms）"
+          "（" + both[1].ms.toFixed(1) + " ms）"
         : "p(" + cls(c) + "): " + fmt(p0) + " unoccluded, " + fmt(p1) +
-          " with the square at row " + pos[0] + ", column " + pos[1] + " (" + out.ms.toFixed(1) + " ms)";
+          " with the square at row " + pos[0] + ", column " + pos[1] + " (" + both[1].ms.toFixed(1) + " ms)";
       ui.occText.setAttribute("data-prob", p1);
-    });
+    }, function (e) { ui.occText.textContent = String(e.message || e); });
   }
 
+  var mapToken = 0;
   lab.computeOcclusionMap = function () {
-    var key = ui.occModel.value, occ = lab.manifest.occlusion, img = Float32Array.from(lab.current), label = lab.label;
-    if (lab.errors[key]) { ui.occMapInfo.textContent = lab.errors[key]; return Promise.resolve(null); }
+    // In batches of the model's occlusion_batch (all at once for the LeNets, a row of the map
+    // at a time for VGG): the map fills in row by row, and drawing stays live in between.
+    var key = ui.occModel.value, m = modelOf(key), occ = lab.manifest.occlusion;
+    var img = Float32Array.from(lab.current), label = lab.label, token = ++mapToken;
+    if (notReady(key)) { ui.occMapInfo.textContent = notReady(key); return Promise.resolve(null); }
     var positions = [];
     for (var p = 0; p + occ.patch <= N; p += occ.stride) positions.push(p);
-    var np = positions.length, batch = new Float32Array(np * np * N * N), k = 0;
-    positions.forEach(function (top) { positions.forEach(function (left) { batch.set(occluded(img, top, left), (k++) * N * N); }); });
-    ui.occMapInfo.textContent = ZH ? "正在计算 " + np * np + " 个位置…" : "computing " + np * np + " positions…";
-    return run(key, batch, np * np).then(function (out) {
-      var map = [];
-      for (var i = 0; i < np * np; i++) map.push(out.probs[i * 10 + label]);
-      var ctx = ui.occMap.getContext("2d"), cell = ui.occMap.width / np;
-      map.forEach(function (v, i) {
-        var c = magma(v); ctx.fillStyle = "rgb(" + c + ")";
-        ctx.fillRect((i % np) * cell, Math.floor(i / np) * cell, cell, cell);
+    var np = positions.length, total = np * np, per = Math.max(1, Math.min(total, m.occlusion_batch || total));
+    var ctx = ui.occMap.getContext("2d"), cell = ui.occMap.width / np, map = [], ms = 0, t0 = performance.now();
+    ui.occMap.removeAttribute("data-map");
+    ctx.fillStyle = "#ddd"; ctx.fillRect(0, 0, ui.occMap.width, ui.occMap.height);
+    ui.occMapInfo.textContent = ZH ? "正在计算 " + total + " 个位置…" : "computing " + total + " positions…";
+    function chunk(start) {
+      if (token !== mapToken) return Promise.resolve(null);   // a newer map was asked for
+      if (start >= total) return Promise.resolve(map);
+      var n = Math.min(per, total - start), batch = new Float32Array(n * N * N);
+      for (var i = 0; i < n; i++) {
+        var k = start + i;
+        batch.set(occluded(img, positions[Math.floor(k / np)], positions[k % np]), i * N * N);
+      }
+      return run(key, batch, n).then(function (out) {
+        ms += out.ms;
+        for (var i = 0; i < n; i++) {
+          var k = start + i, v = out.probs[i * 10 + label], c = magma(v);
+          map.push(v);
+          ctx.fillStyle = "rgb(" + c + ")";
+          ctx.fillRect((k % np) * cell, Math.floor(k / np) * cell, cell, cell);
+        }
+        if (start + n < total && token === mapToken)
+          ui.occMapInfo.textContent = ZH
+            ? "正在计算：" + total + " 个位置中已完成 " + (start + n) + " 个，已用时 " + (performance.now() - t0).toFixed(0) + " ms…"
+            : "computing: " + (start + n) + " of " + total + " positions, " + (performance.now() - t0).toFixed(0) + " ms so far…";
+        return pause().then(function () { return chunk(start + n); });
       });
+    }
+    return chunk(0).then(function (done) {
+      if (!done) return null;
       ui.occMap.setAttribute("data-map", JSON.stringify(map));
       ui.occMap.setAttribute("data-model", key);
       ui.occMap.setAttribute("data-label", label);
+      ui.occMap.setAttribute("data-ms", ms.toFixed(0));
       var lo = Math.min.apply(null, map);
       ui.occMapInfo.textContent = ZH
-        ? np + " × " + np + " 个位置（" + occ.patch + " px 方块，步幅 " + occ.stride + "），用时 " + out.ms.toFixed(0) +
-          " ms；p(" + cls(label) + ") 最低为 " + fmt(lo)
+        ? np + " × " + np + " 个位置（" + occ.patch + " px 方块，步幅 " + occ.stride + "），用时 " + ms.toFixed(0) + " ms" +
+          (per < total ? "（" + Math.ceil(total / per) + " 批，每批 " + per + " 个）" : "") + "；p(" + cls(label) + ") 最低为 " + fmt(lo)
         : np + " × " + np + " positions (" + occ.patch + " px square, stride " + occ.stride +
-          ") in " + out.ms.toFixed(0) + " ms; lowest p(" + cls(label) + ") " + fmt(lo);
+          ") in " + ms.toFixed(0) + " ms" + (per < total ? " (" + Math.ceil(total / per) + " batches of " + per + ")" : "") +
+          "; lowest p(" + cls(label) + ") " + fmt(lo);
       return map;
-    }, function (e) { ui.occMapInfo.textContent = String(e.message || e); });
+    }, function (e) { ui.occMapInfo.textContent = String(e.message || e); return null; });
   };
 
   function insideUpdate() {
-    var key = ui.inModel.value;
-    [ui.conv1, ui.conv2].forEach(function (d) { d.innerHTML = ""; });
-    if (lab.errors[key]) { el("div", { "class": "lab-error", role: "alert" }, ui.conv1, lab.errors[key]); return Promise.resolve(); }
-    return run(key, Float32Array.from(lab.current)).then(function (out) {
-      [[out.conv1, ui.conv1, 84], [out.conv2, ui.conv2, 60]].forEach(function (spec) {
-        var t = spec[0], dims = t.dims, C = dims[1], H = dims[2], W = dims[3];
+    var key = ui.inModel.value, box = ui.inMaps;
+    if (notReady(key)) {
+      box.innerHTML = "";
+      el("div", lab.errors[key] ? { "class": "lab-error", role: "alert" } : { "class": "lab-time" }, box, notReady(key));
+      return Promise.resolve();
+    }
+    return currentOutputs(key).then(function (out) {
+      if (ui.inModel.value !== key) return;   // another net was chosen meanwhile
+      box.innerHTML = "";
+      box.setAttribute("data-model", key);
+      tapsOf(modelOf(key)).forEach(function (tap) {
+        // The labels come from each tensor's own shape, so any net's maps are named right.
+        var t = out.maps[tap.name], dims = t.dims, C = dims[1], H = dims[2], W = dims[3];
+        var size = Math.max(60, Math.min(112, 3 * W));
+        el("div", { "class": "lab-subtitle" }, box, ZH ? tapLabel(tap) + "：" + C + " 张特征图，" + H + " × " + W
+                                                       : tap.label + ": " + C + " maps, " + H + " × " + W);
+        var maps = el("div", { "class": "lab-maps", id: "lab-" + tap.name, "data-shape": dims.join("x") }, box);
         for (var c = 0; c < C; c++) {
           var r = range(t.data, c * H * W, H * W);
-          var fig = el("figure", { "class": "lab-map-fig" }, spec[1]);
-          var cv = el("canvas", { width: spec[2], height: spec[2], "data-channel": c }, fig);
+          var fig = el("figure", { "class": "lab-map-fig" }, maps);
+          var cv = el("canvas", { width: size, height: size, "data-channel": c }, fig);
           paintGray(cv, t.data.subarray(c * H * W, (c + 1) * H * W), W, H, r[0], r[1]);
           el("figcaption", {}, fig, c + ": " + r[0].toFixed(2) + "…" + r[1].toFixed(2));
         }
@@ -425,15 +571,47 @@
     lab.fatal = text;
   }
 
+  function settled(key) {
+    // A model has loaded or failed: say so in the table and its card, and predict with it.
+    var s = ui["status-" + key], err = lab.errors[key];
+    s.textContent = err ? T("failed", "失败") : T("ready", "就绪"); s.setAttribute("data-status", err ? "error" : "ready");
+    if (err) {
+      showError($("lab-runs"), err);
+      var r = ui.results[key]; r.time.textContent = ""; showError(r.card, err);
+      [ui.occModel, ui.inModel].forEach(function (sel) {
+        var ok = modelKeys().filter(function (k) { return !lab.errors[k]; })[0];
+        if (sel.value === key && ok) sel.value = ok;
+      });
+    }
+    // The first model to settle shows the first test image (unless the reader is already
+    // drawing); each later one joins in.
+    if (!lab.started) { lab.started = true; if (!lab.source) return lab.select(0); }
+    return refresh();
+  }
+
   lab.ready = Promise.all([fetchOk(base + "models/manifest.json", "json"), fetchOk(base + "images.json", "json")])
     .then(function (got) {
       lab.manifest = got[0]; lab.images = got[1];
+      mark("manifest");
+      buildAbout(); buildRuns(); buildPredict(); buildOcclusion(); buildInside();
+      // The small files are fetched at once, a big one (VGG's 4 MB, checked by SHA-256) once
+      // the first net has settled; the sessions are made one after the other in the manifest's
+      // order (the LeNets first), each followed by a prediction, so the first prediction does
+      // not wait for the bigger net.
+      var chain = Promise.resolve(), first = null;
       var loads = lab.manifest.models.map(function (m) {
-        return loadModel(m).then(function (s) { lab.models[m.key] = s; },
-                                 function (e) { lab.errors[m.key] = T("The model “" + m.title + "” could not be loaded: ",
-                                                                      "模型“" + title(m) + "”无法加载：") + (e && e.message || e); });
+        var bytes = (first && m.bytes > 1e6) ? first.then(function () { return fetchModel(m); }) : fetchModel(m);
+        bytes.catch(function () {});
+        chain = chain.then(function () {
+          return bytes.then(function (buf) { return createSession(m, buf); })
+            .then(function (s) { lab.models[m.key] = s; },
+                  function (e) { lab.errors[m.key] = T("The model “" + m.title + "” could not be loaded: ",
+                                                       "模型“" + title(m) + "”无法加载：") + (e && e.message || e); })
+            .then(function () { return { round: settled(m.key) }; });   // the round runs on; the next model is queued
+        });
+        if (!first) first = chain;
+        return chain.then(function (r) { return r.round; });
       });
-      buildRuns(); buildPredict(); buildOcclusion(); buildInside();
       return Promise.all(loads);
     }, function (e) {
       fail(T("The lab could not load its files: ", "实验页无法加载它的文件：") + (e && e.message || e) +
@@ -441,20 +619,6 @@
              "。请用 `make book` 重新构建网站（book/_ext/lab_build.py 会复制这些文件）。"));
       throw e;
     })
-    .then(function () {
-      modelKeys().forEach(function (key) {
-        var s = ui["status-" + key], err = lab.errors[key];
-        s.textContent = err ? T("failed", "失败") : T("ready", "就绪"); s.setAttribute("data-status", err ? "error" : "ready");
-        if (err) {
-          showError($("lab-runs"), err);
-          var r = ui.results[key]; r.time.textContent = ""; showError(r.card, err);
-        }
-      });
-      [ui.occModel, ui.inModel].forEach(function (s) {
-        var ok = modelKeys().filter(function (k) { return !lab.errors[k]; })[0];
-        if (ok) s.value = ok;
-      });
-      return lab.select(0);
-    });
+    .then(function () { return lab.lastRound; });
   lab.ready.catch(function () {});
 })();

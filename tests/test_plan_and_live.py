@@ -1,0 +1,87 @@
+"""The plan line counts the evaluation passes; a transient live plot leaves no second figure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import d2lutils as d2l
+from d2lutils import models
+from d2lutils.errors import ArgumentError
+from d2lutils.plot import LiveCurves
+
+
+def test_plan_counts_the_test_pass_and_the_probes():
+    p = d2l.get_profile("cpu")
+    train_only = p.plan(16_000, 16)
+    assert "training about 17 min" in train_only and "test img/s" not in train_only
+    # 16,000 / 16 s + (10,000 + 4 probes x 500) / 60 s = 1,000 + 200 s = 20 min
+    both = p.plan(16_000, 16, n_test=10_000, test_rate=60, n_probe=2_000)
+    assert "training and testing about 20 min" in both and "60 test img/s" in both
+    with pytest.raises(ArgumentError, match="n_probe"):
+        p.plan(100, 1.0, n_probe=-1)
+
+
+def test_recipe_plan_uses_its_test_rate():
+    line = models.ALEXNET.plan("cpu")
+    assert models.ALEXNET.cpu_test_img_per_s, "AlexNet's recipe states its measured test rate"
+    assert "training and testing about" in line
+
+
+def test_live_plot_rejects_other_values():
+    net = models.lenet()
+    with pytest.raises(ArgumentError, match="live_plot must be True or False, None, 'transient'"):
+        batch = [(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))]
+        d2l.train_ch5(net, batch, batch, 2, torch.optim.SGD(net.parameters(), lr=0.1), "cpu", 1,
+                      live_plot="sometimes")
+
+
+class _Handle:
+    def __init__(self):
+        self.updates = []
+
+    def update(self, obj, **kw):
+        self.updates.append((obj, kw))
+
+
+@pytest.mark.parametrize("transient", [False, True])
+def test_a_transient_live_plot_is_removed_at_the_end(monkeypatch, transient):
+    import IPython.display
+
+    handles = []
+
+    def fake_display(obj, display_id=False):
+        handles.append(_Handle())
+        return handles[-1]
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    h = d2l.History()
+    h.add_point([10.0, 4.0, 8.0], 0.5)
+    live = LiveCurves(transient=transient)
+    live.update(h)
+    live.update(h)
+    live.close()
+    assert len(handles) == 1
+    last = handles[0].updates[-1][0]
+    if transient:
+        assert last == {"text/plain": ""}, "the drawing is replaced by nothing"
+    else:
+        assert not isinstance(last, dict), "the last drawing stays as the cell's output"
+
+
+def test_train_ch5_passes_transient_through_to_the_live_plot(monkeypatch):
+    import IPython.display
+
+    handles = []
+
+    def fake_display(obj, display_id=False):
+        handles.append(_Handle())
+        return handles[-1]
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    torch.manual_seed(0)
+    net = models.lenet()
+    batch = [(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))]
+    d2l.train_ch5(net, batch, batch, 4, torch.optim.SGD(net.parameters(), lr=0.1), "cpu", 1,
+                  live_plot="transient", progress=False)
+    assert len(handles) == 1 and handles[0].updates[-1][0] == {"text/plain": ""}
