@@ -1,6 +1,8 @@
 # make book  : set up .venv (if missing) and Chromium, build the site into _build/html,
 #              with the whole book as one PDF and a zip of the notebooks in _build/html/downloads
-#              and the lab page's runtime (onnxruntime-web from the npm registry, book/_ext/lab_build.py)
+#              and the lab page's runtime (onnxruntime-web from the npm registry, book/_ext/lab_build.py);
+#              then the Chinese edition (locale/zh_CN catalogues, book/_ext/i18n.py) into
+#              _build/html/zh, with its own PDF and zip in _build/html/zh/downloads
 # make test  : set up everything (apt data + browser, .venv), build the book, run every test
 PY      ?= python3
 VENV    ?= .venv
@@ -11,7 +13,7 @@ export MALLOC_MMAP_MAX_ = 0
 export MALLOC_TRIM_THRESHOLD_ = 100000000000
 export D2L_PROGRESS ?= 0
 
-.PHONY: setup system-deps book test unit notebooks-test site-test execute clean serve
+.PHONY: setup system-deps book test unit notebooks-test site-test execute clean serve po zh-notebooks
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +24,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# Debian's Fashion-MNIST, Chromium (the browser test, the PDF), a Chinese font (the PDF's
-# glossary) and npm (fetches the lab page's onnxruntime-web). Uses sudo when not root.
+# Debian's Fashion-MNIST, Chromium (the browser tests, the PDFs), a Chinese font (the Chinese PDF,
+# the glossary, the Chinese pages in the browser test) and npm (fetches the lab page's onnxruntime-web).
+# Uses sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v chromium >/dev/null \
@@ -35,10 +38,12 @@ system-deps:
 
 book: setup system-deps
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python book/_ext/i18n.py build
 	$(BIN)/python book/_ext/lab_build.py
 	$(BIN)/python book/_ext/downloads.py
 
-# Unit and property tests, every chapter under nbval (quick profile), then the site in Chromium.
+# Unit and property tests, every chapter under nbval (quick profile), then both editions of the
+# site in Chromium (tests/test_site.py, tests/test_zh.py: catalogues, Chinese notebooks, pages).
 test: system-deps book
 	D2L_PROFILE=quick $(BIN)/python -m pytest tests notebooks book --nbval-lax -p no:cacheprovider
 
@@ -54,6 +59,14 @@ execute: setup
 	  (cd $$(dirname $$nb) && $(CURDIR)/$(BIN)/jupyter-execute --inplace --timeout=-1 $$(basename $$nb)) || exit 1; \
 	  echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
+
+# After an English edit: merge the new messages into the Chinese catalogues (an edited paragraph
+# keeps its old translation, marked fuzzy), translate them, then regenerate the Chinese notebooks.
+po: setup
+	$(BIN)/python book/_ext/i18n.py update
+
+zh-notebooks: setup
+	$(BIN)/python book/_ext/zh_notebooks.py
 
 serve:
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000

@@ -76,7 +76,7 @@ def test_the_repository_url_is_the_one_in_config():
     url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
     slug = url.removeprefix("https://github.com/")
     files = [*ROOT.glob("notebooks/**/*.ipynb"), *ROOT.glob("book/*.md"), ROOT / "README.md",
-             ROOT / "pyproject.toml", ROOT / "CITATION.cff"]
+             ROOT / "README.zh.md", ROOT / "pyproject.toml", ROOT / "CITATION.cff"]
     wrong = []
     for f in files:
         if ".ipynb_checkpoints" in f.parts or not f.exists():

@@ -28,6 +28,7 @@ def test_there_is_a_publish_and_a_test_workflow():
     pages = yaml.safe_load((ROOT / ".github/workflows/pages.yml").read_text())
     steps = " ".join(str(s) for job in pages["jobs"].values() for s in job["steps"])
     assert "make book" in steps and "deploy-pages" in steps and "upload-pages-artifact" in steps
+    assert "zh/index.html" in steps, "the Pages artifact is not checked for the Chinese edition"
     test = yaml.safe_load((ROOT / ".github/workflows/test.yml").read_text())
     assert "bash .ci/run" in " ".join(str(s) for job in test["jobs"].values() for s in job["steps"])
 

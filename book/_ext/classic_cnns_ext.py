@@ -8,6 +8,9 @@
   (device, profile, images, epochs, wall time), read from ``notebooks/runs/*.json``.
 * ``{chapter-costs}``: each chapter's execution time and peak memory, read from the
   stored cells' timing metadata and the peak memory the chapter glued.
+* The two editions (``editions.py``): the language link on every page; in the Chinese
+  edition, launch buttons that open the Chinese notebooks, and the two tables' headings and
+  chapter titles in Chinese.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
+from sphinx.locale import get_translation
+
+from editions import label, translated
 
 
 def _mathjax_dir() -> Path:
@@ -48,6 +54,9 @@ def _finish_site(app: Sphinx, exc) -> None:
         index.write_text(html.replace("<head>", "<head>" + link, 1) if "<head>" in html else link + html)
 
 
+_booktheme = get_translation("booktheme")   # the book theme's catalogue: its "Launch on" for Colab
+
+
 def _add_kaggle(app: Sphinx, pagename, templatename, context, doctree) -> None:
     for group in context.get("header_buttons", []):
         if group.get("label") != "launch-buttons":
@@ -58,7 +67,7 @@ def _add_kaggle(app: Sphinx, pagename, templatename, context, doctree) -> None:
         # .../github/ORG/REPO/blob/BRANCH/PATH  ->  Kaggle imports the same file
         gh = "https://github.com/" + colab["url"].split("/github/", 1)[1]
         group["buttons"].append({
-            "type": "link", "text": "Kaggle", "tooltip": "Launch on Kaggle",
+            "type": "link", "text": "Kaggle", "tooltip": _booktheme("Launch on") + " Kaggle",
             "icon": "fab fa-kaggle", "url": f"https://kaggle.com/kernels/welcome?src={gh}",
         })
 
@@ -145,7 +154,9 @@ def chapter_costs(notebooks: Path) -> list[dict]:
     return out
 
 
-def _table(cols: list[str], rows: list[list]) -> nodes.table:
+def _table(cols: list[str], rows: list[list], prose: tuple[int, ...] = ()) -> nodes.table:
+    """A table; the cells of the columns not in ``prose`` are data (names, numbers), which the
+    Chinese edition shows as they are (marked ``notranslate``)."""
     table = nodes.table()
     tgroup = nodes.tgroup(cols=len(cols))
     table += tgroup
@@ -154,18 +165,23 @@ def _table(cols: list[str], rows: list[list]) -> nodes.table:
     tgroup += head
     tgroup += body
 
-    def row(cells):
+    def row(cells, data):
         r = nodes.row()
-        for c in cells:
-            entry = nodes.entry()
+        for i, c in enumerate(cells):
+            entry = nodes.entry(classes=["notranslate"] if data and i not in prose else [])
             entry += nodes.paragraph(text=str(c))
             r += entry
         return r
 
-    head += row(cols)
+    head += row(cols, False)
     for r in rows:
-        body += row(r)
+        body += row(r, True)
     return table
+
+
+def _zh_titles(env, folder: Path) -> dict[str, str]:
+    """English chapter title -> the title the edition shows (its page's translation)."""
+    return {title: translated(env, f"notebooks/{stem}", title) for stem, (title, _) in _chapters(folder).items()}
 
 
 class StoredRuns(Directive):
@@ -178,11 +194,13 @@ class StoredRuns(Directive):
             env.note_dependency(str(f))  # rebuild this page when a notebook or a run changes
         runs = stored_runs(folder)
         if not runs:
-            return [nodes.paragraph(text="No stored training runs yet.")]
+            return [nodes.paragraph(text=label(env, "No stored training runs yet."))]
         cols = ["chapter", "run", "device", "profile", "train images", "epochs", "minutes", "test acc",
                 "test images"]
-        return [_table(cols, [[r["chapter"], r["recipe"], r["device"], r["profile"], r["n_train"], r["epochs"],
-                               r["minutes"], r["acc"], r["n_test"]] for r in runs])]
+        titles = _zh_titles(env, folder)
+        return [_table([label(env, c) for c in cols],
+                       [[titles.get(r["chapter"], r["chapter"]), r["recipe"], r["device"], r["profile"], r["n_train"],
+                         r["epochs"], r["minutes"], r["acc"], r["n_test"]] for r in runs], prose=(0,))]
 
 
 class ChapterCosts(Directive):
@@ -193,7 +211,10 @@ class ChapterCosts(Directive):
         folder = Path(env.srcdir) / "notebooks"
         costs = chapter_costs(folder)
         cols = ["chapter", "profile", "execution (min)", "peak memory (GB)"]
-        return [_table(cols, [[c["chapter"], c["profile"], c["minutes"], c["peak_gb"] or "-"] for c in costs])]
+        titles = _zh_titles(env, folder)
+        return [_table([label(env, c) for c in cols],
+                       [[titles.get(c["chapter"], c["chapter"]), c["profile"], c["minutes"], c["peak_gb"] or "-"]
+                        for c in costs], prose=(0,))]
 
 
 def _page_fixes(app: Sphinx, pagename, templatename, context, doctree) -> None:
@@ -221,10 +242,12 @@ def _one_search_field(app: Sphinx, config) -> None:
 
 
 def setup(app: Sphinx):
+    app.setup_extension("editions")
     app.connect("config-inited", _one_search_field)
     app.connect("html-page-context", _page_fixes, priority=900)
     app.connect("build-finished", _finish_site)
-    app.connect("html-page-context", _add_kaggle, priority=502)
+    # after the book theme's launch buttons (501) and the Chinese edition's changes to them (502)
+    app.connect("html-page-context", _add_kaggle, priority=503)
     app.add_directive("stored-runs", StoredRuns)
     app.add_directive("chapter-costs", ChapterCosts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -6,6 +6,8 @@
   the nets with no CDN and works offline. No copy of the runtime is kept in git.
 * ``book/_static/lab/`` (the page's script and style, the exported models, the test images)
   into ``_build/html/_static/lab/``.
+* The same into the Chinese edition's site, ``_build/html/zh/_static/lab/``, when it is built
+  (``book/_ext/i18n.py``): its lab page loads them from its own root.
 
     python book/_ext/lab_build.py            # after `jupyter-book build .` (`make book` runs it)
 """
@@ -62,19 +64,26 @@ def main() -> int:
         raise SystemExit(f"{SITE} is not built: run `jupyter-book build .` first")
     if not (SRC / "models" / "manifest.json").is_file():
         raise SystemExit(f"{SRC}/models is missing: PYTHONPATH=. python book/_ext/lab_export.py")
-    shutil.rmtree(DEST, ignore_errors=True)
-    shutil.copytree(SRC, DEST)
-    ort = DEST / "ort"
+    tgz = ort_tarball()
+    zh = SITE / "zh" / "_static" / "lab"
+    for dest in [DEST, *([zh] if (SITE / "zh" / "index.html").exists() else [])]:
+        install(dest, tgz)
+        size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        print(f"wrote {dest.relative_to(ROOT)} (onnxruntime-web {ORT_VERSION}, {size / 2**20:.1f} MiB)")
+    return 0
+
+
+def install(dest: Path, tgz: Path) -> None:
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(SRC, dest)
+    ort = dest / "ort"
     ort.mkdir()
-    with tarfile.open(ort_tarball()) as tar:
+    with tarfile.open(tgz) as tar:
         for name in ORT_FILES + ["package.json"]:
             member = tar.getmember(f"package/dist/{name}" if name != "package.json" else "package/package.json")
             data = tar.extractfile(member).read()
             (ort / name).write_bytes(data)
     (ort / "VERSION").write_text(f"onnxruntime-web {ORT_VERSION} (MIT), from the npm registry\n")
-    size = sum(p.stat().st_size for p in DEST.rglob("*") if p.is_file())
-    print(f"wrote {DEST.relative_to(ROOT)} (onnxruntime-web {ORT_VERSION}, {size / 2**20:.1f} MiB)")
-    return 0
 
 
 if __name__ == "__main__":

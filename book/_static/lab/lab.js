@@ -1,7 +1,8 @@
 /* Classic CNNs lab: the LeNet and VGG chapters' trained nets, run in the reader's browser
  * by onnxruntime-web (WebAssembly, served from this site). Plain script, no build step.
  * Loaded by book/lab.md's small loader with data-base = the site's _static/lab/ folder.
- * window.classicCnnsLab exposes the state and the functions the tests call. */
+ * window.classicCnnsLab exposes the state and the functions the tests call.
+ * On the Chinese edition's page (<html lang="zh-CN">) its own text is in Chinese (T below). */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -24,6 +25,22 @@
   };
   var $ = function (id) { return document.getElementById(id); };
   var fmt = function (p) { return (100 * p).toFixed(1) + "%"; };
+  // The page's language picks the lab's own words; the data (runs, files) stay as they are.
+  var ZH = /^zh/i.test(document.documentElement.lang || "");
+  var T = function (en, zh) { return ZH ? zh : en; };
+  var CLASSES_ZH = { "t-shirt": "T恤", "trouser": "裤子", "pullover": "套衫", "dress": "连衣裙", "coat": "外套",
+                     "sandal": "凉鞋", "shirt": "衬衫", "sneaker": "运动鞋", "bag": "包", "ankle boot": "短靴" };
+  var TITLES_ZH = { "lenet": "LeNet（ReLU、最大池化、Adam）",
+                    "lenet-sigmoid": "1998 年的 LeNet-5（sigmoid、平均池化、SGD，学习率 0.9）",
+                    "vgg11-div8": "VGG-11 ÷8（八个 3×3 卷积，224 px）" };
+  // The taps' labels as the manifest writes them, in Chinese (any other label stays as stored).
+  var TAPS_ZH = { "conv1 (5×5, after the activation)": "conv1（5×5，激活函数之后）",
+                  "conv2 (5×5, after the activation)": "conv2（5×5，激活函数之后）",
+                  "block 1 (3×3 conv, ReLU, 2×2 max pool)": "第 1 块（3×3 卷积、ReLU、2×2 最大池化）",
+                  "block 2 (3×3 conv, ReLU, 2×2 max pool)": "第 2 块（3×3 卷积、ReLU、2×2 最大池化）" };
+  var cls = function (c) { var en = lab.manifest.classes[c]; return ZH ? (CLASSES_ZH[en] || en) : en; };
+  var title = function (m) { return ZH ? (TITLES_ZH[m.key] || m.title) : m.title; };
+  var tapLabel = function (t) { return ZH ? (TAPS_ZH[t.label] || t.label) : t.label; };
 
   function showError(parent, text) {
     var box = el("div", { "class": "lab-error", role: "alert" }, null, text);
@@ -147,12 +164,15 @@
     return m.taps || m.outputs.filter(function (o) { return o !== "probs"; }).map(function (o) { return { name: o, label: o }; });
   }
   var chapterUrl = function (m) { return root + m.chapter + ".html"; };
-  var chapterName = function (m) { return { "notebooks/01_lenet": "LeNet chapter", "notebooks/04_vgg": "VGG chapter" }[m.chapter] || m.chapter; };
+  var chapterName = function (m) {
+    return (ZH ? { "notebooks/01_lenet": "LeNet 一章", "notebooks/04_vgg": "VGG 一章" }
+               : { "notebooks/01_lenet": "LeNet chapter", "notebooks/04_vgg": "VGG chapter" })[m.chapter] || m.chapter;
+  };
   var thousands = function (n) { return n.toLocaleString("en"); };
   function notReady(key) {
     // The reason a model cannot run now, or "" when it can.
     if (lab.errors[key]) return lab.errors[key];
-    return lab.models[key] ? "" : "loading “" + modelOf(key).title + "”…";
+    return lab.models[key] ? "" : T("loading “" + modelOf(key).title + "”…", "正在加载“" + title(modelOf(key)) + "”…");
   }
 
   function buildAbout() {
@@ -165,7 +185,28 @@
     lab.manifest.models.forEach(function (m) {
       var li = el("li", { "data-model": m.key }, list), r = m.run;
       var text = function (t) { li.appendChild(document.createTextNode(t)); };
-      el("strong", {}, li, m.title);
+      el("strong", {}, li, title(m));
+      if (ZH) {
+        text("，出自");
+        el("a", { href: chapterUrl(m) }, li, chapterName(m));
+        text("：" + thousands(m.params) + " 个参数" + (m.flops ? "，每张图像 " + gflops(m.flops) + " GFLOPs" : "") + "。");
+        if (m.net_input && m.net_input[1] !== N)
+          text("它的输入是 " + m.net_input[1] + " × " + m.net_input[2] + " px：页面上 28 px 的图像在模型内部放大，" +
+               "所用的双线性权重与它的训练图像缩放时所用的相同。");
+        text("权重来自 ");
+        el("code", {}, li, m.recipe);
+        text(" 这次运行：" + r.device + " 上的 " + r.profile + " 运行配置，" + thousands(r.n_train) + " 张训练图像 × " +
+             r.epochs + " 个迭代周期，在 " + thousands(r.n_test) + " 张测试图像上的测试准确率为 " + r.test_acc.toFixed(4) + "（");
+        el("code", {}, li, r.file);
+        text("）。");
+        if (m.fp16_check) {
+          var c = m.fp16_check;
+          text("以 float16 存储，文件小一半，按 float32 计算：在全部 " + thousands(c.n_test) + " 张测试图像上，" +
+               "用这些权重的测试准确率为 " + c.test_acc_fp16.toFixed(4) + "，用 float32 权重为 " + c.test_acc_fp32.toFixed(4) +
+               "；没有一个概率的变化超过 " + c.max_prob_diff.toExponential(1) + "。");
+        }
+        return;
+      }
       text(", from the ");
       el("a", { href: chapterUrl(m) }, li, chapterName(m));
       text(": " + thousands(m.params) + " parameters" + (m.flops ? ", " + gflops(m.flops) + " GFLOPs per image" : "") + ".");
@@ -193,20 +234,21 @@
     box.innerHTML = "";
     var t = el("table", { "class": "lab-runs table" }, el("div", { "class": "lab-scroll" }, box));
     var head = el("tr", {}, el("thead", {}, t));
-    ["net", "run (recipe)", "device", "profile", "training images × epochs", "test images", "test accuracy", "model file"]
+    (ZH ? ["网络", "运行（训练方案）", "设备", "运行配置", "训练图像数 × 迭代周期", "测试图像数", "测试准确率", "模型文件"]
+        : ["net", "run (recipe)", "device", "profile", "training images × epochs", "test images", "test accuracy", "model file"])
       .forEach(function (h) { el("th", {}, head, h); });
     var body = el("tbody", {}, t);
     lab.manifest.models.forEach(function (m) {
       var r = el("tr", { "data-model": m.key }, body);
-      [m.title, m.run.file.replace("notebooks/runs/", "").replace(".json", "") + " (" + m.recipe + ")", m.run.device,
+      [title(m), m.run.file.replace("notebooks/runs/", "").replace(".json", "") + " (" + m.recipe + ")", m.run.device,
        m.run.profile, m.run.n_train.toLocaleString("en") + " × " + m.run.epochs, m.run.n_test.toLocaleString("en"),
-       m.run.test_acc.toFixed(4) + (m.fp16_check ? " (float16 weights: " + m.fp16_check.test_acc_fp16.toFixed(4) + ")" : ""),
+       m.run.test_acc.toFixed(4) + (m.fp16_check ? T(" (float16 weights: ", "（float16 权重：") + m.fp16_check.test_acc_fp16.toFixed(4) + T(")", "）") : ""),
        m.file + ", " + (m.bytes / 1024).toFixed(0) + " KiB, " + m.dtype]
-        .forEach(function (v) { el("td", {}, r, v); });
-      var status = el("td", { "class": "lab-status", "data-status": "loading" }, r, "loading…");
+        .forEach(function (v, i) { el("td", i ? { "class": "notranslate" } : {}, r, v); });   // data, as stored
+      var status = el("td", { "class": "lab-status", "data-status": "loading" }, r, T("loading…", "加载中…"));
       ui["status-" + m.key] = status;
     });
-    head.appendChild(el("th", {}, null, "status"));
+    head.appendChild(el("th", {}, null, T("status", "状态")));
   }
 
   function buildPredict() {
@@ -214,11 +256,12 @@
     var row = el("div", { "class": "lab-row" }, box);
     var left = el("div", { "class": "lab-col" }, row);
     ui.main = el("canvas", { id: "lab-canvas", width: N * SCALE, height: N * SCALE, "class": "lab-canvas",
-                             "aria-label": "the current image; draw on it with the mouse or a finger" }, left);
+                             "aria-label": T("the current image; draw on it with the mouse or a finger",
+                                             "当前图像：可以用鼠标或手指在上面绘制") }, left);
     ui.caption = el("div", { id: "lab-caption", "class": "lab-caption" }, left);
     var tools = el("div", { "class": "lab-tools" }, left);
-    var clear = el("button", { type: "button", id: "lab-clear" }, tools, "Clear and draw your own");
-    el("label", { "for": "lab-brush" }, tools, " brush ");
+    var clear = el("button", { type: "button", id: "lab-clear" }, tools, T("Clear and draw your own", "清空，自己画一张"));
+    el("label", { "for": "lab-brush" }, tools, T(" brush ", " 笔刷 "));
     ui.brush = el("input", { id: "lab-brush", type: "range", min: "0.6", max: "2.5", step: "0.1", value: "1.3" }, tools);
     clear.onclick = function () { lab.current.fill(0); lab.version++; setSource("drawing", null); refresh(); };
     var drawing = false;
@@ -245,13 +288,15 @@
     modelKeys().forEach(function (key) {
       var m = modelOf(key);
       var card = el("div", { "class": "lab-result", "data-model": key }, right);
-      el("div", { "class": "lab-result-title" }, card, m.title);
-      if (m.flops) el("div", { "class": "lab-time" }, card, thousands(m.params) + " parameters, " + (m.flops / 1e9).toFixed(m.flops < 1e8 ? 4 : 2) + " GFLOPs per image");
-      var time = el("div", { "class": "lab-time lab-result-time" }, card, lab.errors[key] ? "" : "loading…");
+      el("div", { "class": "lab-result-title" }, card, title(m));
+      if (m.flops) el("div", { "class": "lab-time" }, card, ZH
+        ? thousands(m.params) + " 个参数，每张图像 " + (m.flops / 1e9).toFixed(m.flops < 1e8 ? 4 : 2) + " GFLOPs"
+        : thousands(m.params) + " parameters, " + (m.flops / 1e9).toFixed(m.flops < 1e8 ? 4 : 2) + " GFLOPs per image");
+      var time = el("div", { "class": "lab-time lab-result-time" }, card, lab.errors[key] ? "" : T("loading…", "加载中…"));
       var bars = el("div", { "class": "lab-bars" }, card);
-      var rows = lab.manifest.classes.map(function (c) {
+      var rows = lab.manifest.classes.map(function (c, i) {
         var r = el("div", { "class": "lab-bar-row" }, bars);
-        el("span", { "class": "lab-bar-label" }, r, c);
+        el("span", { "class": "lab-bar-label" }, r, cls(i));
         var track = el("span", { "class": "lab-bar-track" }, r);
         var fill = el("span", { "class": "lab-bar-fill" }, track);
         var val = el("span", { "class": "lab-bar-value" }, r, "");
@@ -260,11 +305,11 @@
       ui.results[key] = { card: card, time: time, rows: rows };
     });
 
-    el("div", { "class": "lab-subtitle" }, box, "30 test images (click one):");
+    el("div", { "class": "lab-subtitle" }, box, T("30 test images (click one):", "30 张测试图像（点击其中一张）："));
     var gallery = el("div", { "class": "lab-gallery", id: "lab-gallery" }, box);
     lab.images.pixels.forEach(function (px, i) {
       var c = el("canvas", { width: 56, height: 56, "data-index": i, "class": "lab-thumb",
-                             title: "test image " + lab.images.index[i] + ": " + lab.manifest.classes[lab.images.label[i]] }, gallery);
+                             title: T("test image ", "测试图像 ") + lab.images.index[i] + T(": ", "：") + cls(lab.images.label[i]) }, gallery);
       paintGray(c, px, N, N, 0, 255);
       c.onclick = function () { lab.select(i); };
     });
@@ -276,25 +321,27 @@
     var row = el("div", { "class": "lab-row" }, box);
     var left = el("div", { "class": "lab-col" }, row);
     ui.occ = el("canvas", { id: "lab-occ-canvas", width: N * SCALE, height: N * SCALE, "class": "lab-canvas",
-                            "aria-label": "drag the square over the image" }, left);
+                            "aria-label": T("drag the square over the image", "在图像上拖动方块") }, left);
     var ctl = el("div", { "class": "lab-col" }, row);
     ui.occModel = modelSelect(ctl, "lab-occ-model", function () { occUpdate(); });
-    el("label", { "for": "lab-occ-class" }, ctl, "true class ");
+    el("label", { "for": "lab-occ-class" }, ctl, T("true class ", "真实类别 "));
     ui.occClass = el("select", { id: "lab-occ-class" }, ctl);
-    lab.manifest.classes.forEach(function (c, i) { el("option", { value: i }, ui.occClass, c); });
+    lab.manifest.classes.forEach(function (c, i) { el("option", { value: i }, ui.occClass, cls(i)); });
     ui.occClass.onchange = function () { lab.label = +ui.occClass.value; lab.labelChosen = true; occUpdate(); };
     ui.occText = el("div", { id: "lab-occ-prob", "class": "lab-occ-prob", "aria-live": "polite" }, ctl);
-    var btn = el("button", { type: "button", id: "lab-occ-map-button" }, ctl, "Compute the whole occlusion map");
+    var btn = el("button", { type: "button", id: "lab-occ-map-button" }, ctl, T("Compute the whole occlusion map", "计算完整的遮挡图"));
     ui.occMapInfo = el("div", { "class": "lab-time", id: "lab-occ-map-info", "aria-live": "polite" }, ctl);
     var np = Math.floor((N - occ.patch) / occ.stride) + 1;
     ui.occMap = el("canvas", { id: "lab-occ-map", width: np * 20, height: np * 20, "class": "lab-map",
-                               "aria-label": "occlusion map: probability of the true class at each position" }, ctl);
+                               "aria-label": T("occlusion map: probability of the true class at each position",
+                                               "遮挡图：方块在每个位置时真实类别的概率") }, ctl);
     var legend = el("div", { "class": "lab-legend" }, ctl);
     el("span", {}, legend, "0 ");
     var bar = el("canvas", { width: 160, height: 10, "class": "lab-colorbar" }, legend);
     var bctx = bar.getContext("2d");
     for (var x = 0; x < 160; x++) { var c = magma(x / 159); bctx.fillStyle = "rgb(" + c + ")"; bctx.fillRect(x, 0, 1, 10); }
-    el("span", {}, legend, " 1: probability of the true class with the square's top-left corner in that cell");
+    el("span", {}, legend, T(" 1: probability of the true class with the square's top-left corner in that cell",
+                             " 1：方块左上角位于该格时真实类别的概率"));
     btn.onclick = function () { lab.computeOcclusionMap(); };
     lab.occPos = [Math.floor((N - occ.patch) / 2), Math.floor((N - occ.patch) / 2)];
     var dragging = false;
@@ -312,9 +359,9 @@
 
   function modelSelect(parent, id, onchange) {
     var wrap = el("div", { "class": "lab-model-select" }, parent);
-    el("label", { "for": id }, wrap, "net ");
+    el("label", { "for": id }, wrap, T("net ", "网络 "));
     var s = el("select", { id: id }, wrap);
-    modelKeys().forEach(function (k) { el("option", { value: k }, s, modelOf(k).title); });
+    modelKeys().forEach(function (k) { el("option", { value: k }, s, title(modelOf(k))); });
     var first = modelKeys().filter(function (k) { return !lab.errors[k]; })[0];
     if (first) s.value = first;
     s.onchange = onchange;
@@ -333,9 +380,10 @@
     lab.labelChosen = false;
     if (source === "test") {
       lab.label = lab.images.label[i];
-      ui.caption.textContent = "test image " + lab.images.index[i] + " (true class: " + lab.manifest.classes[lab.label] + ")";
+      ui.caption.textContent = ZH ? "测试图像 " + lab.images.index[i] + "（真实类别：" + cls(lab.label) + "）"
+                                  : "test image " + lab.images.index[i] + " (true class: " + cls(lab.label) + ")";
     } else {
-      ui.caption.textContent = "your drawing: choose its class under Occlusion";
+      ui.caption.textContent = T("your drawing: choose its class under Occlusion", "你的绘图：请在“遮挡”下选择它的类别");
     }
     ui.occClass.value = lab.label;
     var thumbs = document.querySelectorAll(".lab-thumb");
@@ -371,7 +419,7 @@
     // each net's outputs for this image are kept for Occlusion and Inside the net.
     return Promise.all(modelKeys().map(function (key) {
       var r = ui.results[key];
-      if (notReady(key)) { if (!lab.errors[key]) r.time.textContent = "loading…"; return null; }
+      if (notReady(key)) { if (!lab.errors[key]) r.time.textContent = T("loading…", "加载中…"); return null; }
       return run(key, img, 1, true).then(function (out) {
         lab.last[key] = { version: version, out: out };
         var probs = Array.from(out.probs);
@@ -383,7 +431,7 @@
         });
         r.card.setAttribute("data-probs", JSON.stringify(probs));
         r.card.setAttribute("data-top", top);
-        r.time.textContent = "top: " + lab.manifest.classes[top] + " · " + out.ms.toFixed(1) + " ms in your browser";
+        r.time.textContent = T("top: ", "最可能：") + cls(top) + " · " + out.ms.toFixed(1) + T(" ms in your browser", " ms（在你的浏览器中）");
         lab.timings[key] = out.ms;
         if (lab.source === "drawing" && !lab.labelChosen && key === ui.occModel.value) { lab.label = top; ui.occClass.value = top; }
         if (lab.firstPredictionMs === null) {
@@ -423,8 +471,11 @@
     if (notReady(key)) { ui.occText.textContent = notReady(key); return Promise.resolve(); }
     return Promise.all([currentOutputs(key), run(key, x, 1)]).then(function (both) {
       var c = lab.label, p0 = both[0].probs[c], p1 = both[1].probs[c];
-      ui.occText.textContent = "p(" + lab.manifest.classes[c] + "): " + fmt(p0) + " unoccluded, " + fmt(p1) +
-        " with the square at row " + pos[0] + ", column " + pos[1] + " (" + both[1].ms.toFixed(1) + " ms)";
+      ui.occText.textContent = ZH
+        ? "p(" + cls(c) + ")：未遮挡时 " + fmt(p0) + "，方块在第 " + pos[0] + " 行、第 " + pos[1] + " 列时 " + fmt(p1) +
+          "（" + both[1].ms.toFixed(1) + " ms）"
+        : "p(" + cls(c) + "): " + fmt(p0) + " unoccluded, " + fmt(p1) +
+          " with the square at row " + pos[0] + ", column " + pos[1] + " (" + both[1].ms.toFixed(1) + " ms)";
       ui.occText.setAttribute("data-prob", p1);
     }, function (e) { ui.occText.textContent = String(e.message || e); });
   }
@@ -442,7 +493,7 @@
     var ctx = ui.occMap.getContext("2d"), cell = ui.occMap.width / np, map = [], ms = 0, t0 = performance.now();
     ui.occMap.removeAttribute("data-map");
     ctx.fillStyle = "#ddd"; ctx.fillRect(0, 0, ui.occMap.width, ui.occMap.height);
-    ui.occMapInfo.textContent = "computing " + total + " positions…";
+    ui.occMapInfo.textContent = ZH ? "正在计算 " + total + " 个位置…" : "computing " + total + " positions…";
     function chunk(start) {
       if (token !== mapToken) return Promise.resolve(null);   // a newer map was asked for
       if (start >= total) return Promise.resolve(map);
@@ -460,7 +511,9 @@
           ctx.fillRect((k % np) * cell, Math.floor(k / np) * cell, cell, cell);
         }
         if (start + n < total && token === mapToken)
-          ui.occMapInfo.textContent = "computing: " + (start + n) + " of " + total + " positions, " + (performance.now() - t0).toFixed(0) + " ms so far…";
+          ui.occMapInfo.textContent = ZH
+            ? "正在计算：" + total + " 个位置中已完成 " + (start + n) + " 个，已用时 " + (performance.now() - t0).toFixed(0) + " ms…"
+            : "computing: " + (start + n) + " of " + total + " positions, " + (performance.now() - t0).toFixed(0) + " ms so far…";
         return pause().then(function () { return chunk(start + n); });
       });
     }
@@ -471,9 +524,12 @@
       ui.occMap.setAttribute("data-label", label);
       ui.occMap.setAttribute("data-ms", ms.toFixed(0));
       var lo = Math.min.apply(null, map);
-      ui.occMapInfo.textContent = np + " × " + np + " positions (" + occ.patch + " px square, stride " + occ.stride +
-        ") in " + ms.toFixed(0) + " ms" + (per < total ? " (" + Math.ceil(total / per) + " batches of " + per + ")" : "") +
-        "; lowest p(" + lab.manifest.classes[label] + ") " + fmt(lo);
+      ui.occMapInfo.textContent = ZH
+        ? np + " × " + np + " 个位置（" + occ.patch + " px 方块，步幅 " + occ.stride + "），用时 " + ms.toFixed(0) + " ms" +
+          (per < total ? "（" + Math.ceil(total / per) + " 批，每批 " + per + " 个）" : "") + "；p(" + cls(label) + ") 最低为 " + fmt(lo)
+        : np + " × " + np + " positions (" + occ.patch + " px square, stride " + occ.stride +
+          ") in " + ms.toFixed(0) + " ms" + (per < total ? " (" + Math.ceil(total / per) + " batches of " + per + ")" : "") +
+          "; lowest p(" + cls(label) + ") " + fmt(lo);
       return map;
     }, function (e) { ui.occMapInfo.textContent = String(e.message || e); return null; });
   };
@@ -493,7 +549,8 @@
         // The labels come from each tensor's own shape, so any net's maps are named right.
         var t = out.maps[tap.name], dims = t.dims, C = dims[1], H = dims[2], W = dims[3];
         var size = Math.max(60, Math.min(112, 3 * W));
-        el("div", { "class": "lab-subtitle" }, box, tap.label + ": " + C + " maps, " + H + " × " + W);
+        el("div", { "class": "lab-subtitle" }, box, ZH ? tapLabel(tap) + "：" + C + " 张特征图，" + H + " × " + W
+                                                       : tap.label + ": " + C + " maps, " + H + " × " + W);
         var maps = el("div", { "class": "lab-maps", id: "lab-" + tap.name, "data-shape": dims.join("x") }, box);
         for (var c = 0; c < C; c++) {
           var r = range(t.data, c * H * W, H * W);
@@ -517,7 +574,7 @@
   function settled(key) {
     // A model has loaded or failed: say so in the table and its card, and predict with it.
     var s = ui["status-" + key], err = lab.errors[key];
-    s.textContent = err ? "failed" : "ready"; s.setAttribute("data-status", err ? "error" : "ready");
+    s.textContent = err ? T("failed", "失败") : T("ready", "就绪"); s.setAttribute("data-status", err ? "error" : "ready");
     if (err) {
       showError($("lab-runs"), err);
       var r = ui.results[key]; r.time.textContent = ""; showError(r.card, err);
@@ -548,7 +605,8 @@
         chain = chain.then(function () {
           return bytes.then(function (buf) { return createSession(m, buf); })
             .then(function (s) { lab.models[m.key] = s; },
-                  function (e) { lab.errors[m.key] = "The model “" + m.title + "” could not be loaded: " + (e && e.message || e); })
+                  function (e) { lab.errors[m.key] = T("The model “" + m.title + "” could not be loaded: ",
+                                                       "模型“" + title(m) + "”无法加载：") + (e && e.message || e); })
             .then(function () { return { round: settled(m.key) }; });   // the round runs on; the next model is queued
         });
         if (!first) first = chain;
@@ -556,8 +614,9 @@
       });
       return Promise.all(loads);
     }, function (e) {
-      fail("The lab could not load its files: " + (e && e.message || e) +
-           ". Rebuild the site with `make book` (book/_ext/lab_build.py copies them).");
+      fail(T("The lab could not load its files: ", "实验页无法加载它的文件：") + (e && e.message || e) +
+           T(". Rebuild the site with `make book` (book/_ext/lab_build.py copies them).",
+             "。请用 `make book` 重新构建网站（book/_ext/lab_build.py 会复制这些文件）。"));
       throw e;
     })
     .then(function () { return lab.lastRound; });
