@@ -275,6 +275,26 @@ class Recipe:
             history.save_json(runs)
         return net, history
 
+    def study(self, name: str, images: int, test_images: int, device=None, *, seed: int = 0,
+              probes_per_epoch: int = 4, **train_kwargs: Any):
+        """A small run of this recipe for a comparison inside a chapter: ``images`` training
+        and ``test_images`` test images under the ``cpu`` budget, on any device, with no run
+        record and no live plot. Returns ``(net, history)`` as :meth:`fit` does.
+
+        Under the ``quick`` profile (CI) it is a smoke run of the same code: an eighth of the
+        images (at least 64), 50 test images, and checkpoints of its own (``<name>-smoke``),
+        so a smoke run never reloads or overwrites the real run's.
+        """
+        check_int("images", images, 10, 60_000)
+        check_int("test_images", test_images, 10, 10_000)
+        quick = get_profile().name == "quick"
+        r = self.but(name=name + ("-smoke" if quick else ""),
+                     cpu_images=max(64, images // 8) if quick else images,
+                     cpu_test_images=50 if quick else test_images)
+        train_kwargs.setdefault("probe_images", 25 if quick else min(250, test_images))
+        return r.fit("cpu", device, seed=seed, save=False, live_plot=False,
+                     probes_per_epoch=probes_per_epoch, **train_kwargs)
+
     def steps(self, profile: Profile | str | None = None) -> int:
         """Optimizer steps of one run under ``profile``."""
         profile = _profile(profile)

@@ -82,3 +82,15 @@ def test_train_ch5_passes_transient_through_to_the_live_plot(handles):
     d2l.train_ch5(net, batch, batch, 4, torch.optim.SGD(net.parameters(), lr=0.1), "cpu", 1,
                   live_plot="transient", progress=False)
     assert len(handles) == 1 and handles[0].updates[-1][0] == {"text/plain": ""}
+
+
+def test_a_study_run_is_a_smoke_run_of_its_own_under_quick(monkeypatch, tmp_path):
+    """Recipe.study: a chapter's comparison arm; under quick (CI) an eighth of the images,
+    50 test images and checkpoints apart from the real run's."""
+    monkeypatch.setenv("D2L_PROFILE", "quick")
+    _, h = models.LENET_RELU.study("lenet-arm", 640, 500, "cpu", seed=0, folder=tmp_path, progress=False)
+    assert (h.n_train, h.n_test) == (80, 50)
+    assert [p.name for p in (tmp_path / "checkpoints").glob("*.pt")] == ["lenet-arm-smoke-cpu.pt"]
+    assert not (tmp_path / "runs").exists()      # a study writes no run record
+    with pytest.raises(ArgumentError, match="images"):
+        models.LENET_RELU.study("lenet-arm", 5, 500, "cpu")
