@@ -65,7 +65,8 @@ def init_xavier(m):
 LENET_SIGMOID = d2l.Recipe(
     "lenet-sigmoid", net=lambda: lenet(nn.Sigmoid, nn.AvgPool2d), init=init_xavier, resize=None,
     batch_size=256, optimizer="sgd", lr=0.9, num_epochs=10, source="d2l 0.17.6",
-    cpu_images=60_000, cpu_epochs=10, cpu_img_per_s=5_000, channels_last=False,
+    cpu_images=60_000, cpu_epochs=10, channels_last=False,
+    cpu_img_per_s=10_000, cpu_test_img_per_s=23_000,   # benchmarks/speed.py, 2026-12-02
     gpu_img_per_s=84_565, gpu_source="d2l 0.17.6 on a V100")
 
 
@@ -351,7 +352,7 @@ NIN_D2L = d2l.Recipe(
 NIN = d2l.Recipe(
     "nin", net=lambda: nin(), init=init_kaiming, resize=224, batch_size=128, optimizer="adam",
     lr=0.001, num_epochs=10, warmup_steps=200, source="this book",
-    cpu_images=21_760, cpu_img_per_s=25, cpu_test_img_per_s=73,   # the stored run's rates
+    cpu_images=21_760, cpu_img_per_s=35.3, cpu_test_img_per_s=110,   # benchmarks/speed.py, 2026-12-02
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32 and a cosine decay over the single pass",
     gpu_img_per_s=3_193, gpu_source="d2l 0.17.6 on a V100 (NiN, d2l's recipe)")
@@ -419,7 +420,8 @@ def googlenet(in_channels=1, num_classes=10):
 
 GOOGLENET = d2l.Recipe(
     "googlenet", net=lambda: googlenet(), resize=96, batch_size=128, optimizer="adam", lr=0.001,
-    num_epochs=5, source="seed 002 / d2l's 96 px", cpu_images=44_800, cpu_img_per_s=63,
+    num_epochs=5, source="seed 002 / d2l's 96 px", cpu_images=44_800,
+    cpu_img_per_s=73, cpu_test_img_per_s=268,   # benchmarks/speed.py, 2026-12-02
     cpu={"init": init_kaiming, "batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="Kaiming initialisation, batch 32, a 100-step warm-up and a cosine decay: the seed's "
             "settings stay at chance for thousands of images (measured above)",
