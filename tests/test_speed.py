@@ -169,10 +169,16 @@ def test_page_cells_say_what_to_run_without_a_report(tmp_path):
     assert "No layer profile yet: run `python benchmarks/layer_profile.py`" in printed
 
 
-def test_page_marks_what_depends_on_the_numbers():
-    todo = [c for c in json.loads(PAGE.read_text())["cells"]
-            if c["cell_type"] == "markdown" and "TODO" in "".join(c["source"])]
-    assert todo and all("speed" in c["metadata"].get("tags", []) for c in todo)
+def test_page_has_no_todo_and_reads_the_newest_reports():
+    """The prose is written (no TODO), and the stored outputs come from the newest committed
+    speed and layer reports, so the prose was read from the numbers the page shows."""
+    cells = json.loads(PAGE.read_text())["cells"]
+    assert not [c.get("id") for c in cells if c["cell_type"] == "markdown" and "TODO" in "".join(c["source"])]
+    printed = "\n".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code"
+                        for o in c.get("outputs", []))
+    for sub in ("speed", "layers"):
+        files = sorted((ROOT / "benchmarks" / "results" / sub).glob("*.json"))
+        assert files and f"benchmarks/results/{sub}/{files[-1].name}" in printed, sub
 
 
 # ---- the committed runs, once there are -----------------------------------------------------------
