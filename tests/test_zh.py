@@ -117,7 +117,7 @@ V2_VARIANTS = ("汇聚", "暂退法", "批量规范化", "数据增广")
 # table's note says so): a GPU's kernels, an interpolation's kernel.
 OTHER_SENSES = {"kernel": re.compile(r"(deterministic|bilinear|GPU's) kernels?|kernels? launch", re.I),
                 # torch.profiler's profile (性能剖析), not the book's full/cpu/quick settings
-                "profile": re.compile(r"the profile\*\* \(`torch\.profiler`\)|what the profile says", re.I)}
+                "profile": re.compile(r"\*\*the profile\*\* \(|what the profile says", re.I)}
 
 
 def term_table() -> list[tuple[str, str, str]]:
