@@ -10,7 +10,9 @@
   loaded, so a refused resume leaves the net untouched.
 * **Never half-written.** A save writes a temporary file, syncs it, keeps the
   previous checkpoint as ``<name>.prev`` and renames the new one into place. A
-  damaged newest file falls back to that previous one, and says so.
+  damaged newest file falls back to that previous one, and says so. The save that
+  finishes a run drops ``<name>.prev``: a finished run is one file (AlexNet's, with
+  Adam's state, is 0.56 GB), so a book's worth of runs does not fill a disk twice over.
 * **One writer.** :class:`CheckpointLock` holds an OS lock on ``<name>.lock`` for
   the whole run; a second run on the same file is refused at once. The lock dies
   with its process, so a killed run leaves nothing stale.
@@ -210,14 +212,17 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer: torch.op
                     scheduler: Any | None = None, batch: int = 0,
                     progress: dict[str, Any] | None = None,
                     record: dict[str, Any] | None = None,
-                    rng: dict[str, Any] | None = None, scaler: Any | None = None) -> None:
+                    rng: dict[str, Any] | None = None, scaler: Any | None = None,
+                    keep_previous: bool = True) -> None:
     """Write net, optimizer, scheduler, history, RNG state and the run record.
 
     ``epoch`` epochs are finished and ``batch`` batches of the next one are done;
     ``progress`` holds that epoch's running sums (each rank's own), so a resumed run
     carries on exactly.
     ``rng`` replaces this process's RNG state (a multi-process run passes every rank's).
-    The write is atomic and keeps the previous file as ``<name>.prev``.
+    The write is atomic and keeps the previous file as ``<name>.prev``; with
+    ``keep_previous=False`` (the run's last save) it removes ``<name>.prev`` once the
+    new file is in place.
     """
     path = _path(path)
     module = net.module if hasattr(net, "module") and isinstance(net.module, nn.Module) else net
@@ -238,7 +243,10 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, optimizer: torch.op
     }
     state["digest"] = _digest(state)
     try:
-        atomic_write(path, lambda f: torch.save(state, f), keep_previous=_prev(path), what="checkpoint")
+        atomic_write(path, lambda f: torch.save(state, f), keep_previous=_prev(path) if keep_previous else None,
+                     what="checkpoint")
+        if not keep_previous:
+            _prev(path).unlink(missing_ok=True)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise CheckpointError(str(e.strerror or e)) from None
@@ -478,6 +486,7 @@ class TrainState:
     device: torch.device
     rank: int = 0
     world: int = 1
+    final_epoch: int | None = None   # the save after this epoch finishes the run
     _scaler_on: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -491,7 +500,9 @@ class TrainState:
                             batch=batch, progress=progress, record=self.record,
                             rng={"torch": [r["torch"] for r in rngs],
                                  "cuda_per_rank": [r["cuda"] for r in rngs]},
-                            scaler=self.scaler if self._scaler_on else None)
+                            scaler=self.scaler if self._scaler_on else None,
+                            keep_previous=not (batch == 0 and self.final_epoch is not None
+                                               and epoch >= self.final_epoch))
         dist.barrier()
 
     def exists(self) -> bool:

@@ -109,7 +109,7 @@ def setup_run(net, train_iter, test_iter, *, batch_size, optimizer, device, num_
         path = check_writable(checkpoint) if rank == 0 else Path(checkpoint)
     state = TrainState(net, optimizer, scheduler, scaler, record,
                        {"n_train": n_train, "n_test": n_test, "batch_size": batch_size, "profile": profile},
-                       path, device, rank=rank, world=world)
+                       path, device, rank=rank, world=world, final_epoch=num_epochs)
     n_batches = num_batches(train_iter)
     probe = None   # a fixed balanced subset of the whole test set, then sharded like it
     if probes_per_epoch > 1 and n_batches and hasattr(test_iter, "subset") and n_test:

@@ -89,10 +89,20 @@ def test_resume_refuses_another_seed_and_resize(data, raw_dir, tmp_path):
         train(resized, small_net(), checkpoint=ck, resume=True, num_epochs=2)
 
 
+def test_a_finished_run_is_one_file_and_a_run_in_progress_keeps_the_one_before(data, tmp_path):
+    ck = tmp_path / "c.pt"
+    train(data, checkpoint=ck, num_epochs=2, probes_per_epoch=2)   # saves mid-epoch, then per epoch
+    assert not (tmp_path / "c.pt.prev").exists() and d2l.read_checkpoint(ck)["epoch"] == 2
+    d2l.save_checkpoint(ck, small_net(), torch.optim.SGD(small_net().parameters(), lr=0.1), d2l.History(), 3)
+    assert d2l.read_checkpoint(tmp_path / "c.pt.prev")["epoch"] == 2
+
+
 def test_corrupt_but_unpickling_checkpoint_falls_back_to_the_previous_one(data, tmp_path, capsys):
     ck = tmp_path / "c.pt"
-    train(data, checkpoint=ck, num_epochs=2)                       # writes c.pt and c.pt.prev
-    assert (tmp_path / "c.pt.prev").exists()
+    train(data, checkpoint=ck, num_epochs=1)
+    net = small_net()
+    d2l.save_checkpoint(ck, net, torch.optim.Adam(net.parameters(), lr=1e-3), d2l.History(), 2)
+    assert (tmp_path / "c.pt.prev").exists()                     # the finished epoch 1, kept
     state = torch.load(ck, weights_only=True)
     first = next(iter(state["model"]))
     state["model"][first] += 1.0                                    # same structure, altered values
