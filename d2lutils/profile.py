@@ -58,6 +58,13 @@ class Profile:
         check_int("cpu", cpu, 10, 60_000)
         return cpu if self.name == "cpu" else self.n_train
 
+    def sized(self, n: int) -> int:
+        """A cell's own sample size (images to evaluate or to train a demo on): ``n``,
+        or a tenth of it (at least 10) under ``quick``, where CI only checks that the
+        cell runs. It keeps that branch out of the teaching cells."""
+        check_int("n", n, 10)
+        return max(10, n // 10) if self.name == "quick" else n
+
     def test_images(self, cpu: int | None = None) -> int | None:
         """Test images: ``cpu`` under ``cpu`` (``None``: all 10,000), 150 under ``quick``,
         all under ``full``."""

@@ -13,11 +13,14 @@ to leave the plateau at chance.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+import io
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -245,12 +248,15 @@ class Recipe:
     # -- training -------------------------------------------------------------------
     def fit(self, profile: Profile | str | None = None, device=None, *, seed: int = 0,
             folder: str | os.PathLike = ".", root=None, resume: bool = True, save: bool = True,
-            **train_kwargs: Any):
+            brief: bool = False, **train_kwargs: Any):
         """Train (or reload) this recipe's run under ``profile`` and return ``(net, history)``.
 
         Prints the plan, then calls :func:`~d2lutils.train.train_ch5` with the
         checkpoint ``folder/checkpoints/<name>-<profile>.pt`` (resumed or reloaded when it
-        exists), and writes the history to ``folder/runs/<name>-<profile>.json``.
+        exists), and writes the history to ``folder/runs/<name>-<profile>.json``
+        (``checkpoint=None``: no checkpoint). ``brief=True`` leaves out the progress
+        lines (one per epoch and per probe), for a cell that trains several runs: the
+        plan, the header and the summary line stay, and the curves are in the cell's plot.
         """
         profile = _profile(profile)
         r = self.for_profile(profile)
@@ -260,6 +266,7 @@ class Recipe:
             print(self.plan(profile, train_iter, test_iter, device=device), flush=True)
         net, optimizer, scheduler = r.build(seed, total_steps=len(train_iter) * r.epochs(profile))
         ckpt, runs = self.files(profile, folder)
+        ckpt = train_kwargs.pop("checkpoint", ckpt)
         # NHWC was measured to help on this book's CPU; on a GPU it helps with tensor cores
         # (fp16/bf16), and rarely in fp32, so there the precision policy decides.
         on_gpu = device.type == "cuda"
@@ -268,31 +275,40 @@ class Recipe:
         train_kwargs.setdefault("probe_images", profile.probe_images)
         if train_kwargs.get("live_plot") is None:  # a chapter plots each finished run itself
             train_kwargs["live_plot"] = "transient" if in_notebook() else False
-        history = train_ch5(net, train_iter, test_iter, r.batch_size, optimizer, device, r.epochs(profile),
-                            scheduler=scheduler, checkpoint=ckpt, resume=resume,
-                            profile=profile.name, **train_kwargs)
+        with contextlib.redirect_stdout(_Brief(sys.stdout)) if brief else contextlib.nullcontext():
+            history = train_ch5(net, train_iter, test_iter, r.batch_size, optimizer, device, r.epochs(profile),
+                                scheduler=scheduler, checkpoint=ckpt, resume=resume and ckpt is not None,
+                                profile=profile.name, **train_kwargs)
         if save and dist.is_main():
             history.save_json(runs)
         return net, history
 
     def study(self, name: str, images: int, test_images: int, device=None, *, seed: int = 0,
-              probes_per_epoch: int = 4, **train_kwargs: Any):
+              probes_per_epoch: int = 4, record: bool = False, brief: bool = True, **train_kwargs: Any):
         """A small run of this recipe for a comparison inside a chapter: ``images`` training
-        and ``test_images`` test images under the ``cpu`` budget, on any device, with no run
-        record and no live plot. Returns ``(net, history)`` as :meth:`fit` does.
+        and ``test_images`` test images under the ``cpu`` budget, on any device, with no live
+        plot. Returns ``(net, history)`` as :meth:`fit` does.
 
-        Under the ``quick`` profile (CI) it is a smoke run of the same code: an eighth of the
-        images (at least 64), 50 test images, and checkpoints of its own (``<name>-smoke``),
-        so a smoke run never reloads or overwrites the real run's.
+        It prints as ``fit(brief=True)`` does, without the progress lines, so a cell that
+        compares several arms stays short (``brief=False``: with them, for a page that reads
+        them). ``record=True`` writes the run record
+        (``runs/<name>-cpu.json``) for a study that another chapter reads.
+
+        Under the ``quick`` profile (CI) it is a smoke run of the same code: a fortieth of
+        the images (at least 64), 50 test images, no checkpoint (CI runs every chapter on
+        one disk, and AlexNet's is 0.56 GB), and a name of its own (``<name>-smoke``), so a
+        smoke run never reloads or overwrites the real run's files.
         """
         check_int("images", images, 10, 60_000)
         check_int("test_images", test_images, 10, 10_000)
         quick = get_profile().name == "quick"
         r = self.but(name=name + ("-smoke" if quick else ""),
-                     cpu_images=max(64, images // 8) if quick else images,
+                     cpu_images=max(64, images // 40) if quick else images,
                      cpu_test_images=50 if quick else test_images)
         train_kwargs.setdefault("probe_images", 25 if quick else min(250, test_images))
-        return r.fit("cpu", device, seed=seed, save=False, live_plot=False,
+        if quick:
+            train_kwargs.setdefault("checkpoint", None)
+        return r.fit("cpu", device, seed=seed, save=record, live_plot=False, brief=brief,
                      probes_per_epoch=probes_per_epoch, **train_kwargs)
 
     def steps(self, profile: Profile | str | None = None) -> int:
@@ -301,6 +317,26 @@ class Recipe:
         r = self.for_profile(profile)
         n = profile.train_images(cpu=r.cpu_images) or 60_000
         return math.ceil(n / r.batch_size) * r.epochs(profile)
+
+
+class _Brief(io.TextIOBase):
+    """A stdout that passes everything on but the training progress lines."""
+
+    _PROGRESS = re.compile(r"\s*epoch \d+(\.\d+)?[,:] ")
+
+    def __init__(self, out):
+        self.out, self.part = out, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.part = (self.part + text).split("\n")
+        kept = [line + "\n" for line in lines if not self._PROGRESS.match(line)]
+        if kept:
+            self.out.write("".join(kept))
+            self.out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class _Schedule:

@@ -162,3 +162,14 @@ def test_a_module_printout_comes_only_from_a_cell_that_prints_the_net(nb):
         if not re.fullmatch(r"(print\(\w+\)|\w+)", last):
             stray.append((c.get("id"), last))
     assert not stray, f"module printouts from cells not meant to print a net: {stray}"
+
+
+_SMOKE_BRANCH = re.compile(r"""==\s*["']quick["']|["']quick["']\s+if\b|\bquick\s+else\b|-smoke""")
+
+
+@pytest.mark.parametrize("nb", [*NOTEBOOKS, *PAGES], ids=lambda p: p.stem)
+def test_teaching_cells_have_no_smoke_test_branches(nb):
+    """What CI shrinks is decided in d2lutils (``Profile.sized``, ``Recipe.study``), so a
+    student reads the net, the data, the training call and the result."""
+    branches = [c.get("id") for c in cells(nb) if c["cell_type"] == "code" and _SMOKE_BRANCH.search(src(c))]
+    assert not branches, f"cells that branch on the quick profile: {branches}"

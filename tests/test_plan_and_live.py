@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
 import d2lutils as d2l
-from d2lutils import models
+from d2lutils import models, recipe
 from d2lutils.errors import ArgumentError
 from d2lutils.plot import LiveCurves
 
@@ -84,13 +86,33 @@ def test_train_ch5_passes_transient_through_to_the_live_plot(handles):
     assert len(handles) == 1 and handles[0].updates[-1][0] == {"text/plain": ""}
 
 
-def test_a_study_run_is_a_smoke_run_of_its_own_under_quick(monkeypatch, tmp_path):
-    """Recipe.study: a chapter's comparison arm; under quick (CI) an eighth of the images,
-    50 test images and checkpoints apart from the real run's."""
+def test_a_study_run_is_a_smoke_run_of_its_own_under_quick(monkeypatch, tmp_path, capsys):
+    """Recipe.study: a chapter's comparison arm; under quick (CI) a fortieth of the images
+    (at least 64), 50 test images and no checkpoint. It prints no progress lines, and
+    writes a run record only when asked."""
     monkeypatch.setenv("D2L_PROFILE", "quick")
-    _, h = models.LENET_RELU.study("lenet-arm", 640, 500, "cpu", seed=0, folder=tmp_path, progress=False)
+    _, h = models.LENET_RELU.study("lenet-arm", 3_200, 500, "cpu", seed=0, folder=tmp_path, progress=False)
     assert (h.n_train, h.n_test) == (80, 50)
-    assert [p.name for p in (tmp_path / "checkpoints").glob("*.pt")] == ["lenet-arm-smoke-cpu.pt"]
-    assert not (tmp_path / "runs").exists()      # a study writes no run record
+    assert not (tmp_path / "checkpoints").exists()     # a smoke run keeps no checkpoint
+    assert not (tmp_path / "runs").exists()      # a study writes no run record unless asked
+    out = capsys.readouterr().out.splitlines()
+    plan = models.LENET_RELU.but(name="lenet-arm-smoke", cpu_images=80, cpu_test_images=50).plan("cpu")
+    assert out[:-2] == plan.splitlines() and out[-2].startswith("training on cpu")
+    assert out[-1] == f"done: {h.summary()}"    # and no epoch lines between
+    assert "80 train images x 10 epoch(s)" in out[-1] and "profile cpu" in out[-1]
+    _, h = models.LENET_RELU.study("lenet-other", 640, 500, "cpu", seed=0, folder=tmp_path, progress=False,
+                                   record=True)
+    assert h.n_train == 64
+    assert [p.name for p in (tmp_path / "runs").glob("*.json")] == ["lenet-other-smoke-cpu.json"]
     with pytest.raises(ArgumentError, match="images"):
         models.LENET_RELU.study("lenet-arm", 5, 500, "cpu")
+
+
+def test_brief_output_keeps_all_but_the_progress_lines(capsys):
+    out = recipe._Brief(sys.stdout)
+    out.write("a plan\ntraining on cpu | profile cpu\n  epoch 0.25: 64 images, loss 2.3")
+    out.write("\nepoch 1, loss 2.2, train acc 0.1\nepoch 10, loss 0.3\nloaded a finished run from x\n")
+    out.write("done: cpu | profile cpu | 80 train images x 1 epoch(s)\n")
+    assert capsys.readouterr().out.splitlines() == [
+        "a plan", "training on cpu | profile cpu", "loaded a finished run from x",
+        "done: cpu | profile cpu | 80 train images x 1 epoch(s)"]

@@ -52,3 +52,11 @@ def test_recipe_but_changes_only_what_it_names_and_checks_it():
         base.but(learning_rate=0.1)
     with pytest.raises(d2l.ArgumentError, match="lr"):
         base.but(lr=-1.0)
+
+
+def test_a_cells_own_sample_is_whole_except_under_quick():
+    assert d2l.get_profile("cpu").sized(2_000) == 2_000 == d2l.get_profile("full").sized(2_000)
+    assert d2l.get_profile("quick").sized(2_000) == 200
+    assert d2l.get_profile("quick").sized(50) == 10
+    with pytest.raises(d2l.ArgumentError, match="n must be"):
+        d2l.get_profile("cpu").sized(5)
