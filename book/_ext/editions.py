@@ -134,6 +134,20 @@ def _zh_chapter_links(app: Sphinx, doctree, docname) -> None:
             ref["refuri"] = _CHAPTER_LINK.sub(rf"\1notebooks/{ZH}/", uri)
 
 
+def _page_catalog(transform: SphinxTransform):
+    """The translations of the page ``transform`` works on (its gettext domain in the
+    configured locale directories), or None when there are none."""
+    from os import path
+
+    from sphinx.locale import init as init_locale
+    from sphinx.util.i18n import docname_to_domain
+
+    config = transform.config
+    catalog, found = init_locale([path.join(transform.env.srcdir, d) for d in config.locale_dirs],
+                                 config.language, docname_to_domain(transform.env.docname, config.gettext_compact))
+    return catalog if found else None
+
+
 class DocstringLocale(SphinxTransform):
     """Translate the messages that come from docstrings (reST) with the reST parser, before
     Sphinx's own Locale transform (priority 20), which parses every translation of a page with
@@ -142,23 +156,15 @@ class DocstringLocale(SphinxTransform):
     default_priority = 19
 
     def apply(self, **kwargs) -> None:
-        from os import path
-
-        from sphinx.locale import init as init_locale
         from sphinx.transforms.i18n import _NodeUpdater, parse_noqa, publish_msgstr
-        from sphinx.util.i18n import docname_to_domain
-        from sphinx.util.nodes import LITERAL_TYPE_NODES, extract_messages
+        from sphinx.util.nodes import extract_messages
 
         if not is_zh(self.config):
             return
         todo = [(n, m) for n, m in extract_messages(self.document)
                 if ":docstring of " in (n.source or "") and isinstance(n, (nodes.paragraph, nodes.inline))]
-        if not todo:
-            return
-        catalog, found = init_locale([path.join(self.env.srcdir, d) for d in self.config.locale_dirs],
-                                     self.config.language, docname_to_domain(self.env.docname,
-                                                                            self.config.gettext_compact))
-        if not found:
+        catalog = _page_catalog(self) if todo else None
+        if catalog is None:
             return
         for node, msg in todo:
             msgstr, noqa = parse_noqa(catalog.gettext(msg))
@@ -207,19 +213,11 @@ class TocCaptions(SphinxTransform):
     default_priority = 101
 
     def apply(self, **kwargs) -> None:
-        from os import path
-
         from sphinx import addnodes
-        from sphinx.locale import init as init_locale
-        from sphinx.util.i18n import docname_to_domain
 
         toctrees = list(self.document.findall(addnodes.toctree))
-        if not is_zh(self.config) or not toctrees:
-            return
-        catalog, found = init_locale([path.join(self.env.srcdir, d) for d in self.config.locale_dirs],
-                                     self.config.language, docname_to_domain(self.env.docname,
-                                                                            self.config.gettext_compact))
-        if not found:
+        catalog = _page_catalog(self) if is_zh(self.config) and toctrees else None
+        if catalog is None:
             return
         for toctree in toctrees:
             for msg in toctree.extract_original_messages():
