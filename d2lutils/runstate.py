@@ -19,8 +19,9 @@ from .checks import num_batches
 from .devices import compile_supported, device_name, env_flag, precision_policy
 from .history import History, marks
 from .notebook import in_notebook
+from .pace import Pace
 
-__all__ = ["Run", "setup_run", "resume_run", "out_of_memory_error", "batches_from"]
+__all__ = ["Run", "setup_run", "resume_run", "make_pace", "out_of_memory_error", "batches_from"]
 
 
 @dataclasses.dataclass
@@ -56,6 +57,7 @@ class Run:
     live_plot: bool | str
     baseline: float | None = None
     batch_shape: tuple[int, ...] | None = None
+    pace: Pace | None = None
 
     def say(self, text: str) -> None:
         if self.main:
@@ -157,6 +159,23 @@ def resume_run(run: Run) -> tuple[int, int, dict]:
         verb = f"resuming after epoch {start}"
     run.say(f"{verb} from {state['path']}")
     return start, start_batch, state.get("progress") or {}
+
+
+def make_pace(run: Run, start: int, start_batch: int, carried: dict) -> Pace:
+    """The pace line's timer for a run that starts at ``start``/``start_batch``: it counts
+    what is left to train and to test, and closes its window before the first probe."""
+    h, n = run.history, run.n_batches
+    if not n or not h.n_train or start >= run.num_epochs:   # an unsized iterable: no estimate
+        return Pace(run.say, run.device, images_per_batch=1, images_left=0, test_images=0,
+                    seconds_before=0.0, limit=0)
+    probes = sorted(m for m in run.probe_marks if m > start_batch)
+    per_epoch_test = (h.n_test or 0) + (h.probe_n or 0) * len(run.probe_marks)
+    epochs_left = run.num_epochs - start
+    return Pace(run.say, run.device, images_per_batch=h.n_train / n,
+                images_left=round(h.n_train * epochs_left - h.n_train * start_batch / n),
+                test_images=per_epoch_test * epochs_left - (h.probe_n or 0) * (len(run.probe_marks) - len(probes)),
+                seconds_before=h.wall_time + (carried.get("seconds", 0.0) if start_batch else 0.0),
+                limit=(probes[0] if probes else n) - start_batch)
 
 
 def out_of_memory_error(run: Run, err: BaseException) -> RuntimeError:

@@ -27,9 +27,10 @@ from .errors import ArgumentError, TrainingDivergedError  # noqa: F401  (re-expo
 from .history import History, epoch_line, header_line, printed_epochs, probe_line
 from .metrics import Accumulator
 from .notebook import progress_bar_class
+from .pace import sync
 from .plot import LiveCurves
 from .profile import get_profile
-from .runstate import Run, batches_from, out_of_memory_error, resume_run, setup_run
+from .runstate import Run, batches_from, make_pace, out_of_memory_error, resume_run, setup_run
 
 __all__ = ["History", "TrainingDivergedError", "try_gpu", "device_name", "set_seed", "amp_dtype",
            "make_grad_scaler", "evaluate_accuracy", "train_ch5"]
@@ -105,12 +106,6 @@ def evaluate_accuracy(data_iter, net, device: str | torch.device | None = None, 
     return correct.item() / n
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for the GPU's queued work, so that a clock read after it means something."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _evaluate(run: Run, data_iter) -> float:
     model = run.model
     was_training = model.training
@@ -147,6 +142,7 @@ def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live
         for acc in (epoch_sums, segment):
             acc.add(l_sum, c, y.numel())
         window.add(l_sum, y.numel())
+        run.pace.tick(i + 1 - skip, t0)   # once, after the first batches: what the run costs here
         if run.baseline is None:
             set_baseline(run, l_sum, y.numel(), y_hat.shape[-1])
         at_point = i + 1 in run.point_marks and i + 1 < (run.n_batches or 0)
@@ -155,7 +151,7 @@ def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live
             window.reset()
         if not at_point:
             continue
-        _sync(dev)
+        sync(dev)
         train_time += time.perf_counter() - t_train
         h.add_point(segment.reduced(), epoch + (i + 1) / run.n_batches)
         segment.reset()
@@ -164,7 +160,7 @@ def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live
         if live is not None:
             live.update(h)
         t_train = time.perf_counter()
-    _sync(dev)
+    sync(dev)
     train_time += time.perf_counter() - t_train
     check_divergence(run, window, epoch, None)
     _end_epoch(run, epoch, epoch_sums, segment, t0, done_before, train_time)
@@ -195,7 +191,7 @@ def _end_epoch(run: Run, epoch: int, epoch_sums: Accumulator, segment: Accumulat
     if rest[2]:
         h.add_point(rest, float(epoch + 1))
     test_acc = _evaluate(run, run.test_iter)
-    _sync(run.device)
+    sync(run.device)
     if h.n_train is None:   # an iterable that did not say its size: now we know it
         h.n_train = int(n)
     h.epoch.append(epoch + 1)
@@ -223,7 +219,9 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
 
     The loss printed is the mean cross-entropy per example of that epoch (the
     seeds divide by a batch count that is never reset, so theirs falls on its
-    own). Each line also gives the wall time and the training images per second.
+    own). Each line also gives the wall time and the training images per second. After
+    the first batches, one line says what the whole run costs on this machine at the pace
+    of those batches (:mod:`~d2lutils.pace`).
 
     Inside each epoch it also records the training loss and accuracy every
     1/``points_per_epoch`` of the epoch, and ``probes_per_epoch - 1`` times the test
@@ -328,6 +326,7 @@ def _fit(run: Run, resume: bool) -> History:
     bar_class = progress_bar_class(run.progress)
     live = LiveCurves(transient=run.live_plot == "transient") if run.live_plot else None
     run.net.train()
+    run.pace = make_pace(run, start, start_batch, carried)
     try:
         for epoch in range(start, run.num_epochs):
             if hasattr(run.train_iter, "set_epoch"):

@@ -173,3 +173,23 @@ def test_teaching_cells_have_no_smoke_test_branches(nb):
     student reads the net, the data, the training call and the result."""
     branches = [c.get("id") for c in cells(nb) if c["cell_type"] == "code" and _SMOKE_BRANCH.search(src(c))]
     assert not branches, f"cells that branch on the quick profile: {branches}"
+
+
+_PACE = re.compile(r"^  pace here: batches 2-\d+ in [\d.]+ s, [\d,.]+ train img/s; "
+                   r"at this pace the run takes about (?P<value>[\d.]+) (?P<unit>s|min)$", re.M)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_stored_pace_line_predicted_its_run_to_ten_percent(nb):
+    """The pace line (train_ch5's first batches, timed on the machine that ran the cell)
+    predicts the wall time the run's summary line then printed, to 10% (plus the summary's
+    rounding to 0.1 min). Runs stored before the line existed have none."""
+    for c in cells(nb):
+        text = _printed(c) if c["cell_type"] == "code" else ""
+        paces, dones = list(_PACE.finditer(text)), list(DONE.finditer(text))
+        for p in paces:
+            done = next((d for d in dones if d.start() > p.end()), None)
+            assert done is not None, (c.get("id"), "a pace line without its run's summary")
+            said = float(p["value"]) * (60 if p["unit"] == "min" else 1)
+            took = float(done["minutes"]) * 60
+            assert abs(said - took) <= 0.1 * took + 3, (c.get("id"), p.group(0), done.group(0))

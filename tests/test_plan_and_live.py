@@ -116,3 +116,62 @@ def test_brief_output_keeps_all_but_the_progress_lines(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "a plan", "training on cpu | profile cpu", "loaded a finished run from x",
         "done: cpu | profile cpu | 80 train images x 1 epoch(s)"]
+
+
+# ---- the pace line: the run's own first batches, timed -----------------------------------------
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def _paced(monkeypatch, **kw):
+    from d2lutils import pace
+
+    clock, said = _Clock(), []
+    monkeypatch.setattr(pace, "time", clock)
+    args = dict(images_per_batch=32, images_left=3_200, test_images=1_200, seconds_before=0.0, limit=20)
+    return pace.Pace(said.append, torch.device("cpu"), **{**args, **kw}), clock, said
+
+
+def test_pace_times_batches_after_the_first_and_counts_what_is_left(monkeypatch):
+    p, clock, said = _paced(monkeypatch)
+    for k in range(1, 30):        # 2 s a batch, from an epoch that began at 0
+        clock.now = 2.0 * k
+        p.tick(k, 0.0)
+    # batches 2-9 fill the 15 s window (16 s): 8 x 32 / 16 = 16 img/s. The run: 100 batches
+    # x 2 s, and 1,200 test images at three times the training rate (48/s): 25 s. 225 s in all.
+    assert said == ["  pace here: batches 2-9 in 16.0 s, 16.0 train img/s; at this pace the run takes about 3.8 min"]
+
+
+def test_pace_closes_its_window_before_the_first_probe_and_adds_a_resumed_runs_time(monkeypatch):
+    p, clock, said = _paced(monkeypatch, limit=4, seconds_before=600.0, images_left=320, test_images=0)
+    for k in range(1, 8):
+        clock.now = 1.0 * k
+        p.tick(k, 0.0)
+    # batches 2-4 in 3 s (32 img/s); 10 batches of 1 s, after 600 s recorded before
+    assert said == ["  pace here: batches 2-4 in 3.0 s, 32.0 train img/s; at this pace the run takes about 10.2 min"]
+    p, clock, said = _paced(monkeypatch, limit=2)   # too few batches before the first probe: no line
+    for k in range(1, 5):
+        clock.now = float(k)
+        p.tick(k, 0.0)
+    assert not said
+
+
+def test_pace_line_of_a_real_run_predicts_its_wall_time(capsys):
+    """LeNet on 12,800 real images, 3 epochs: the line comes once, before the first epoch's
+    line, and its estimate is the run's wall time within a factor that a loaded test machine
+    keeps (the chapters' stored runs are checked to 10% in test_book)."""
+    net, h = models.LENET.but(name="lenet-pace", cpu_images=12_800, cpu_test_images=2_000, cpu_epochs=3).fit(
+        "cpu", "cpu", checkpoint=None, save=False, progress=False)
+    out = capsys.readouterr().out.splitlines()
+    paced = [i for i, line in enumerate(out) if line.startswith("  pace here: batches 2-")]
+    assert len(paced) == 1 and out[paced[0] - 1].startswith("training on cpu")
+    said = float(out[paced[0]].rsplit("about ", 1)[1].split()[0])   # "19 s"
+    assert 0.5 * h.wall_time < said < 2.0 * h.wall_time, (out[paced[0]], h.wall_time)
+    _, h2 = models.LENET.but(name="lenet-pace", cpu_images=12_800, cpu_test_images=2_000, cpu_epochs=3).fit(
+        "cpu", "cpu", checkpoint=None, save=False, progress=False, probes_per_epoch=1)
+    assert any(line.startswith("  pace here") for line in capsys.readouterr().out.splitlines())
