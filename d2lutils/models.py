@@ -198,7 +198,7 @@ class ZFNet(nn.Module):
 ZFNET = d2l.Recipe(
     "zfnet", net=lambda: ZFNet(in_channels=1, num_classes=10), resize=224,
     batch_size=128, optimizer="adam", lr=0.001, num_epochs=5, source="seed 000's settings",
-    cpu_images=9_600, cpu_img_per_s=15.7, cpu_test_img_per_s=43, cpu_test_images=5_000,  # the stored run's rates
+    cpu_images=9_600, cpu_img_per_s=14.4, cpu_test_img_per_s=49.4, cpu_test_images=5_000,  # benchmarks/speed.py, 2026-12-02
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32, a 100-step warm-up and a cosine decay, to learn from ~10,000 images",
     gpu_img_per_s=4_186, gpu_source="AlexNet's d2l 0.17.6 V100 speed (ZFNet has no published one)")
