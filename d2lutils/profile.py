@@ -75,9 +75,8 @@ class Profile:
              test_rate: float | None = None, num_epochs: int = 1, n_probe: int = 0) -> str:
         """A line saying what this run will cost, printed before training.
 
-        ``train_rate`` and ``test_rate`` are images per second on the book's 2-core CPU, as
-        the benchmark measured them; another machine, even one of the same kind, can take
-        twice as long, which the pace line (:mod:`~d2lutils.pace`) then measures.
+        ``train_rate`` and ``test_rate`` are images per second on a 2-core CPU, as the
+        chapter measured them; on other hardware the estimate is only an upper bound.
         ``n_probe`` test images are evaluated inside each epoch besides the ``n_test``
         after it (they count only when ``test_rate`` is given).
 

@@ -219,9 +219,7 @@ def train_ch5(net: nn.Module, train_iter: Iterable, test_iter: Iterable, batch_s
 
     The loss printed is the mean cross-entropy per example of that epoch (the
     seeds divide by a batch count that is never reset, so theirs falls on its
-    own). Each line also gives the wall time and the training images per second. After
-    the first batches, one line says what the whole run costs on this machine at the pace
-    of those batches (:mod:`~d2lutils.pace`).
+    own). Each line also gives the wall time and the training images per second.
 
     Inside each epoch it also records the training loss and accuracy every
     1/``points_per_epoch`` of the epoch, and ``probes_per_epoch - 1`` times the test
