@@ -115,7 +115,7 @@ GLOSSARY = ROOT / "book" / "glossary.md"
 V2_VARIANTS = ("汇聚", "暂退法", "批量规范化", "数据增广")
 # Other meanings of a term's English word, where its Chinese form would be wrong (the term
 # table's note says so): a GPU's kernels, an interpolation's kernel.
-OTHER_SENSES = {"kernel": re.compile(r"(deterministic|bilinear|GPU's) kernels?|kernels? launch", re.I),
+OTHER_SENSES = {"kernel": re.compile(r"(deterministic|bilinear|GPU's) kernels?|kernels? launch|builds its kernels", re.I),
                 # torch.profiler's profile (性能剖析), not the book's full/cpu/quick settings
                 "profile": re.compile(r"\*\*the profile\*\* \(|what the profile says", re.I)}
 
