@@ -10,6 +10,10 @@ drifting during the run does not bias one figure against the other:
 * **bare**: forward, backward and the recipe's optimizer step on one fixed batch, in the
   recipe's memory layout; then forward passes alone under ``inference_mode`` (the
   evaluation rate);
+* **bare, new batches** (``bare_fresh``): the same step over the recipe's own next batches,
+  made beforehand, so that every step sees new data as in ``train_ch5`` but nothing is spent
+  making it; ``train_ch5``'s loop over this rate (``loop_vs_bare_fresh``) is what the trainer
+  itself adds, and the bare loop over it is what reusing one batch flatters;
 * **train_ch5**: ``Recipe.fit``, the chapters' own path (the recipe's data, initialisation,
   optimizer and schedule, ``train_ch5`` with its curve points, a probe and checkpoints, here
   written to a scratch folder), on a fixed number of training images. Every step's end is
@@ -35,6 +39,7 @@ import contextlib
 import dataclasses
 import datetime
 import io
+import itertools
 import json
 import math
 import os
@@ -150,7 +155,34 @@ def bare_parts(recipe, batch, device, seed=0):
     return net, optimizer, X, y
 
 
+def fresh_batches(recipe, batch, device, seed=0, budget_mb=256):
+    """The recipe's own next batches, made beforehand (at least 2, within ``budget_mb``): a bare
+    loop over them sees new data every step, as ``train_ch5`` does, but pays nothing to make it."""
+    train_iter, _ = recipe.but(batch_size=batch).data("cpu", seed=seed)
+    made = []
+    for X, y in train_iter:
+        X = X.to(device).contiguous(memory_format=torch.channels_last) if recipe.channels_last else X.to(device)
+        made.append((X, y.to(device)))
+        if len(made) >= 2 and (len(made) + 1) * X.numel() * X.element_size() > budget_mb * 2**20:
+            break
+    return made
+
+
 def bare_step_fn(net, optimizer, X, y, aux_weight=0.3):
+    """One step on the fixed batch ``X, y``; with lists of batches, on the next one each call."""
+    if isinstance(X, list):
+        batches = itertools.cycle(list(zip(X, y)))
+
+        def step_fresh():
+            Xb, yb = next(batches)
+            out = net(Xb)
+            y_hat, aux = (out[0], out[1:]) if isinstance(out, (tuple, list)) else (out, ())
+            loss = F.cross_entropy(y_hat, yb) + sum(aux_weight * F.cross_entropy(a, yb) for a in aux)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step_fresh
+
     def step():
         out = net(X)
         y_hat, aux = (out[0], out[1:]) if isinstance(out, (tuple, list)) else (out, ())
@@ -243,12 +275,16 @@ def measure_cell(label, recipe, batch, args, device, scratch, timing, matmuls) -
     torch.manual_seed(0)
     net, optimizer, X, y = bare_parts(r, batch, device)
     step, evaluate = bare_step_fn(net, optimizer, X, y), eval_step_fn(net, X)
+    made = fresh_batches(r, batch, device)
+    step_fresh = bare_step_fn(net, optimizer, [b[0] for b in made], [b[1] for b in made])
+    cell["bare_fresh"] = {"windows": [], "batches": len(made)}
     before = mm()
     for rep in range(args.repeats):
         w = window(step, batch, device, timing["seconds"], args.min_steps, args.warmup)
+        cell["bare_fresh"]["windows"].append(window(step_fresh, batch, device, timing["seconds"], args.min_steps, 0))
         e = window(evaluate, batch, device, timing["seconds"] / 4, args.min_steps, 1)
         after = mm()
-        w["matmul_flops"] = e["matmul_flops"] = (before + after) / 2
+        w["matmul_flops"] = e["matmul_flops"] = cell["bare_fresh"]["windows"][-1]["matmul_flops"] = (before + after) / 2
         cell["bare"]["windows"].append(w)
         cell["eval"]["windows"].append(e)
         steps = max(args.min_steps, math.ceil(timing["seconds"] / w["step_s"])) + 1   # + the untimed first step
@@ -258,11 +294,13 @@ def measure_cell(label, recipe, batch, args, device, scratch, timing, matmuls) -
         before = mm()
         f["matmul_flops"] = (after + before) / 2
         cell["train_ch5"]["runs"].append(f)
-        print(f"  {label:10s} batch {batch:3d} rep {rep + 1}: bare {w['img_s']:8.1f} img/s, train_ch5 loop "
+        print(f"  {label:10s} batch {batch:3d} rep {rep + 1}: bare {w['img_s']:8.1f} img/s "
+              f"(new batches {cell['bare_fresh']['windows'][-1]['img_s']:8.1f}), train_ch5 loop "
               f"{f['loop_img_s']:8.1f} ({f['loop_img_s'] / w['img_s']:.3f}), eval {e['img_s']:8.1f}, "
               f"save {statistics.mean(f['saves_s'] or [0]):.2f} s", flush=True)
-    del net, optimizer
+    del net, optimizer, made
     for key, field, runs in (("bare", "img_s", cell["bare"]["windows"]), ("eval", "img_s", cell["eval"]["windows"]),
+                             ("bare_fresh", "img_s", cell["bare_fresh"]["windows"]),
                              ("train_ch5", "loop_img_s", cell["train_ch5"]["runs"])):
         fractions = [3 * flops * x[field] / x["matmul_flops"] for x in runs] if key != "eval" else \
             [flops * x[field] / x["matmul_flops"] for x in runs]   # evaluation: forward FLOPs only
@@ -273,6 +311,10 @@ def measure_cell(label, recipe, batch, args, device, scratch, timing, matmuls) -
     t["save_s"] = statistics.median([s for x in t["runs"] for s in x["saves_s"]] or [0.0])
     cell["loop_vs_bare"] = statistics.median(x["loop_img_s"] / w["img_s"] for x, w in
                                              zip(t["runs"], cell["bare"]["windows"]))
+    # the same, against a bare loop that also sees a new batch every step: what is left is
+    # the trainer's own work (making each batch, the running sums, the checks)
+    cell["loop_vs_bare_fresh"] = statistics.median(x["loop_img_s"] / w["img_s"] for x, w in
+                                                   zip(t["runs"], cell["bare_fresh"]["windows"]))
     cell.update(real_run(recipe, batch, cell))
     return cell
 
@@ -451,7 +493,11 @@ def main(argv=None) -> int:
               "how": {"flops": "training = 3 x forward FLOPs (d2l.layer_table); evaluation = forward",
                       "loop_img_s": "train_ch5 steps after the first, evaluation passes and checkpoint saves excluded",
                       "trainer_vs_bare": "the recipe's real run: its loop rate with its saves spread over it, "
-                                         "over the bare loop's rate"},
+                                         "over the bare loop's rate",
+                      "bare_fresh": "the bare loop over the recipe's own next batches, made beforehand: new data "
+                                    "every step, as in train_ch5, at no cost of making it",
+                      "loop_vs_bare_fresh": "loop_img_s over bare_fresh: the trainer's own work per step "
+                                            "(making each batch, the running sums, the checks)"},
               "matmul": {}, "cells": [], "ops": [], "wall_seconds": 0.0}
     t_start, matmuls = time.perf_counter(), []
     for label, recipe, batch, variant in chosen:
@@ -471,11 +517,12 @@ def main(argv=None) -> int:
     report["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_text(out, json.dumps(report, indent=1), what="report")
     print(f"\n{'net':28s} {'batch':>5s} {'bare img/s':>10s} {'%mm':>4s} {'train_ch5':>9s} {'%mm':>4s} "
-          f"{'loop/bare':>9s} {'trainer/bare':>12s} {'eval img/s':>10s}")
+          f"{'loop/bare':>9s} {'loop/new':>8s} {'trainer/bare':>12s} {'eval img/s':>10s}")
     for c in report["cells"]:
         print(f"{c['net']:28s} {c['batch_size']:5d} {c['bare']['img_s']:10.1f} {100 * c['bare']['fraction_of_matmul']:4.0f} "
               f"{c['train_ch5']['img_s']:9.1f} {100 * c['train_ch5']['fraction_of_matmul']:4.0f} "
-              f"{c['loop_vs_bare']:9.3f} {c['trainer_vs_bare']:12.3f} {c['eval']['img_s']:10.1f}")
+              f"{c['loop_vs_bare']:9.3f} {c['loop_vs_bare_fresh']:8.3f} {c['trainer_vs_bare']:12.3f} "
+              f"{c['eval']['img_s']:10.1f}")
     for o in report["ops"]:
         print(f"{o['net']} batch {o['batch_size']}: {o['bare_step_ops']} operators in a bare step, "
               f"{o['train_step_ops']:.0f} in train_ch5's, {o['between_steps_ops']:.0f} between two of its steps: "

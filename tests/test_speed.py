@@ -79,6 +79,9 @@ def test_speed_quick_writes_what_the_page_reads(tmp_path):
         assert len(run["saves_s"]) == 2 and run["checkpoint_mb"] > 0           # at the probe and at the end
         assert t["img_s"] == run["loop_img_s"] and t["eval_img_s"] > 0 and c["eval"]["img_s"] > 0
         assert c["loop_vs_bare"] == pytest.approx(run["loop_img_s"] / c["bare"]["windows"][0]["img_s"])
+        (fresh,) = c["bare_fresh"]["windows"]   # the bare step over new batches, in the same run
+        assert fresh["img_s"] > 0 and fresh["steps"] >= 2 and c["bare_fresh"]["batches"] >= 2
+        assert c["loop_vs_bare_fresh"] == pytest.approx(run["loop_img_s"] / fresh["img_s"])
         rr = c["real_run"]
         assert rr["saves"] == 5 * rr["epochs"] and 0 <= rr["save_share"] < 1
         assert rr["cpu_img_per_s"] <= t["img_s"] and c["trainer_vs_bare"] > 0
@@ -89,6 +92,29 @@ def test_speed_quick_writes_what_the_page_reads(tmp_path):
                                       f"cpu_test_img_per_s={cells[0]['real_run']['cpu_test_img_per_s']:.3g}"]
     printed = page_cells(tmp_path / "page", speed=report)
     assert "LeNet" in printed and "trainer/bare" in printed and "lenet: cpu_img_per_s=" in printed
+
+
+def test_the_bare_loop_over_new_batches_steps_through_the_recipes_own_batches():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import speed
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from d2lutils.models import LENET
+
+    r = LENET.for_profile("cpu")
+    made = speed.fresh_batches(r, 64, torch.device("cpu"), budget_mb=1)   # 1 MiB: 64 x 28 x 28 floats fit 5
+    first, _ = next(iter(r.but(batch_size=64).data("cpu", seed=0)[0]))
+    assert len(made) == 5 and torch.equal(made[0][0], first)               # the recipe's own first batch
+    assert not torch.equal(made[0][0], made[1][0])
+    seen = []
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    net.register_forward_pre_hook(lambda m, args: seen.append(args[0].data_ptr()))
+    step = speed.bare_step_fn(net, torch.optim.SGD(net.parameters(), lr=0.1),
+                              [X for X, _ in made], [y for _, y in made])
+    for _ in range(6):
+        step()
+    assert seen == [X.data_ptr() for X, _ in made] + [made[0][0].data_ptr()]   # each in turn, then again
 
 
 def test_layer_profile_quick_writes_what_the_page_reads(tmp_path):
