@@ -170,23 +170,13 @@ def fresh_batches(recipe, batch, device, seed=0, budget_mb=256):
 
 def bare_step_fn(net, optimizer, X, y, aux_weight=0.3):
     """One step on the fixed batch ``X, y``; with lists of batches, on the next one each call."""
-    if isinstance(X, list):
-        batches = itertools.cycle(list(zip(X, y)))
-
-        def step_fresh():
-            Xb, yb = next(batches)
-            out = net(Xb)
-            y_hat, aux = (out[0], out[1:]) if isinstance(out, (tuple, list)) else (out, ())
-            loss = F.cross_entropy(y_hat, yb) + sum(aux_weight * F.cross_entropy(a, yb) for a in aux)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return step_fresh
+    batches = itertools.cycle(list(zip(X, y)) if isinstance(X, list) else [(X, y)])
 
     def step():
-        out = net(X)
+        Xb, yb = next(batches)
+        out = net(Xb)
         y_hat, aux = (out[0], out[1:]) if isinstance(out, (tuple, list)) else (out, ())
-        loss = F.cross_entropy(y_hat, y) + sum(aux_weight * F.cross_entropy(a, y) for a in aux)
+        loss = F.cross_entropy(y_hat, yb) + sum(aux_weight * F.cross_entropy(a, yb) for a in aux)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
