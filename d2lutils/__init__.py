@@ -48,7 +48,7 @@ from .shapes import any_size_from, check_input, input_sizes, min_input_size, out
 from .summary import LayerRow, LayerTable, count_params, layer_table
 from .devices import Precision, amp_dtype, device_name, make_grad_scaler, precision_policy, set_seed, try_gpu
 from .history import History
-from .metrics import Accumulator
+from .metrics import Accumulator, confusion_counts
 from .train import evaluate_accuracy, train_ch5
 
 __version__ = "0.2.0"
@@ -56,7 +56,7 @@ __version__ = "0.2.0"
 __all__ = [
     "CheckpointLock", "load_checkpoint", "load_weights", "read_checkpoint", "run_record",
     "save_checkpoint",
-    "Accumulator", "Animator", "Timer", "accuracy", "evaluate_accuracy_gpu", "size", "train_ch6",
+    "Accumulator", "Animator", "Timer", "accuracy", "confusion_counts", "evaluate_accuracy_gpu", "size", "train_ch6",
     "try_all_gpus",
     "TEXT_LABELS", "FashionMNISTIter", "find_fashion_mnist", "get_fashion_mnist_labels",
     "load_data_fashion_mnist", "read_fashion_mnist", "resize_bilinear", "show_fashion_mnist",

@@ -31,6 +31,10 @@ class History:
       epoch where the stretch ends;
     * ``probe_epoch``, ``probe_acc``: test accuracy on a small fixed balanced subset of
       ``probe_n`` test images, a few times per epoch.
+
+    ``test_confusion``: the last test pass's counts, row = the true class, column = the
+    predicted one (its trace over its sum is ``test_acc[-1]``), so that per-class accuracy and
+    what each miss was taken for can be read without the trained weights.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -45,6 +49,7 @@ class History:
     probe_epoch: list[float] = field(default_factory=list)
     probe_acc: list[float] = field(default_factory=list)
     probe_n: int | None = None
+    test_confusion: list[list[int]] = field(default_factory=list)
     first_loss: float | None = None
     device: str = ""
     profile: str = ""

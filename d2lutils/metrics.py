@@ -1,4 +1,5 @@
-"""Running sums for training curves: d2l's ``Accumulator``, which ``train_ch5`` uses too."""
+"""Running sums for training curves (d2l's ``Accumulator``, which ``train_ch5`` uses too), and
+the confusion counts of a test pass."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 import torch
 
 from . import distributed as dist
-from .errors import check_int
+from .errors import ArgumentError, check_int
 
-__all__ = ["Accumulator"]
+__all__ = ["Accumulator", "confusion_counts"]
 
 
 class Accumulator:
@@ -45,3 +46,17 @@ class Accumulator:
     def reduced(self) -> list[float]:
         """The sums over all processes (this process's alone outside ``torchrun``)."""
         return dist.all_sum(self.local(), self.device or torch.device("cpu")).tolist()
+
+
+def confusion_counts(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``classes x classes`` counts of one batch: row = the true class ``y``, column = the
+    class the ``batch x classes`` scores ``y_hat`` put first. Its trace is the number right.
+
+    Raises:
+        ArgumentError: a label is not one of the ``classes`` the scores cover.
+    """
+    c = y_hat.shape[1]
+    pairs = torch.bincount(y * c + y_hat.argmax(dim=1), minlength=c * c)
+    if pairs.numel() != c * c:   # a label >= c: bincount grew past the table
+        raise ArgumentError(f"a label of {int(y.max())} met scores of {c} classes (labels 0..{c - 1})")
+    return pairs.view(c, c)

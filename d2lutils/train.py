@@ -25,7 +25,7 @@ from .checks import check_divergence, check_loss_value, check_train_args, set_ba
 from .devices import amp_dtype, as_device, device_name, make_grad_scaler, precision_policy, set_seed, try_gpu
 from .errors import ArgumentError, TrainingDivergedError  # noqa: F401  (re-exported)
 from .history import History, epoch_line, header_line, printed_epochs, probe_line
-from .metrics import Accumulator
+from .metrics import Accumulator, confusion_counts
 from .notebook import progress_bar_class
 from .pace import sync
 from .plot import LiveCurves
@@ -64,15 +64,15 @@ def _to_device(batches, device: torch.device, channels_last: bool):
         yield X, (y if y.device == device else y.to(device, non_blocking=True))
 
 
-def _count_correct(data_iter, net, device, autocast, channels_last) -> tuple[torch.Tensor, int]:
-    correct, n = torch.zeros((), dtype=torch.long, device=device), 0
+def _confusion(data_iter, net, device, autocast, channels_last) -> torch.Tensor:
+    """True x predicted counts over ``data_iter``; the comparison chapter reads them."""
+    counts = torch.zeros(0, 0, dtype=torch.long, device=device)
     with torch.inference_mode():
         for X, y in _to_device(data_iter, device, channels_last):
             with autocast:
                 y_hat, _ = split_output(net(X), y)
-            correct += (y_hat.argmax(dim=1) == y).sum()
-            n += y.numel()
-    return correct, n
+            counts = confusion_counts(y_hat, y) + (counts if counts.numel() else 0)
+    return counts
 
 
 def evaluate_accuracy(data_iter, net, device: str | torch.device | None = None, *,
@@ -97,28 +97,31 @@ def evaluate_accuracy(data_iter, net, device: str | torch.device | None = None, 
     was_training = net.training
     net.eval()
     try:
-        correct, n = _count_correct(data_iter, net, device, precision_policy(device, amp).autocast(device),
-                                    channels_last)
+        counts = _confusion(data_iter, net, device, precision_policy(device, amp).autocast(device),
+                            channels_last)
     finally:
         net.train(was_training)
-    if n == 0:
+    if counts.sum() == 0:
         raise ArgumentError("data_iter yielded no examples: nothing to evaluate")
-    return correct.item() / n
+    return counts.trace().item() / counts.sum().item()
 
 
-def _evaluate(run: Run, data_iter) -> float:
+def _evaluate(run: Run, data_iter) -> tuple[float, list[list[int]]]:
+    """Accuracy over ``data_iter`` (every rank's shard when the test set is sharded), and its
+    confusion counts."""
     model = run.model
     was_training = model.training
     model.eval()
     try:
-        correct, n = _count_correct(data_iter, model, run.device, run.autocast, run.channels_last)
+        counts = _confusion(data_iter, model, run.device, run.autocast, run.channels_last)
     finally:
         model.train(was_training)
-    if run.sharded_test:
-        correct, n = dist.all_sum([float(correct), float(n)], run.device).tolist()
+    if run.sharded_test:   # every rank holds the same classes x classes shape (the same net)
+        counts = dist.all_sum(counts.flatten(), run.device).view(counts.shape).long()
+    n = int(counts.sum())
     if n == 0:
         raise ArgumentError("test_iter yielded no examples: there is nothing to measure the test accuracy on")
-    return float(correct) / n
+    return int(counts.trace()) / n, counts.tolist()
 
 
 def _train_epoch(run: Run, epoch: int, skip: int, carried: dict, bar_class, live) -> None:
@@ -173,7 +176,7 @@ def _probe(run: Run, epoch: int, done: int, epoch_sums: Accumulator, elapsed: fl
     rank's running sums, so a resume adds up in the same order."""
     h = run.history
     h.probe_epoch.append(epoch + done / run.n_batches)
-    h.probe_acc.append(_evaluate(run, run.probe_iter))
+    h.probe_acc.append(_evaluate(run, run.probe_iter)[0])
     ranks = dist.gather_objects([float(epoch_sums[0]), int(epoch_sums[1]), int(epoch_sums[2])])
     if run.num_epochs == 1:   # a longer run prints whole epochs only (the plot has the rest)
         run.say(probe_line(h, sum(r[2] for r in ranks), elapsed))
@@ -190,7 +193,7 @@ def _end_epoch(run: Run, epoch: int, epoch_sums: Accumulator, segment: Accumulat
     rest = segment.reduced()
     if rest[2]:
         h.add_point(rest, float(epoch + 1))
-    test_acc = _evaluate(run, run.test_iter)
+    test_acc, h.test_confusion = _evaluate(run, run.test_iter)
     sync(run.device)
     if h.n_train is None:   # an iterable that did not say its size: now we know it
         h.n_train = int(n)

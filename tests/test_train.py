@@ -56,6 +56,37 @@ def test_printed_averages_are_per_example_means(small):
     assert h.test_acc[0] == pytest.approx(d2l.evaluate_accuracy(test_iter, net))
 
 
+def test_the_last_test_pass_is_stored_as_confusion_counts(small, tmp_path):
+    """The history keeps the last test pass as true x predicted counts, so the comparison
+    chapter can read per-class accuracy and each net's mistakes without its weights: the counts
+    sum to the test set, their trace over that is the test accuracy, each row holds its class's
+    images, and they equal the counts recomputed from the trained net."""
+    train_iter, test_iter = small
+    d2l.set_seed(2)
+    net = lenet()
+    h = d2l.train_ch5(net, train_iter, test_iter, 100, torch.optim.Adam(net.parameters(), 2e-3),
+                      "cpu", 1, progress=False)
+    counts = torch.tensor(h.test_confusion)
+    assert counts.shape == (10, 10) and int(counts.sum()) == 500
+    assert counts.trace().item() / 500 == h.test_acc[-1]
+    assert counts.sum(1).tolist() == torch.bincount(test_iter.labels, minlength=10).tolist()
+    net.eval()
+    with torch.no_grad():
+        y_hat = net(test_iter.transform(test_iter.images)).argmax(1)
+    want = torch.zeros(10, 10, dtype=torch.long)
+    want.index_put_((test_iter.labels, y_hat), torch.ones_like(y_hat), accumulate=True)
+    assert torch.equal(counts, want)
+    h.save_json(tmp_path / "h.json")
+    assert d2l.History.load_json(tmp_path / "h.json").test_confusion == h.test_confusion
+
+
+def test_evaluating_labels_the_net_does_not_score_says_so(small):
+    _, test_iter = small
+    net = nn.Sequential(d2l.FlattenLayer(), nn.Linear(784, 5))   # 5 classes; the data has 10
+    with pytest.raises(d2l.ArgumentError, match="a label of 9 met scores of 5 classes"):
+        d2l.evaluate_accuracy(test_iter, net)
+
+
 def test_evaluate_accuracy_both_orders_and_restores_mode(small):
     _, test_iter = small
     net = lenet().train()
