@@ -196,3 +196,55 @@ def test_every_stored_pace_line_predicted_its_run_to_a_third(nb):
             said = float(p["value"]) * (60 if p["unit"] == "min" else 1)
             took = float(done["minutes"]) * 60
             assert abs(said - took) <= took / 3 + 3, (c.get("id"), p.group(0), done.group(0))
+
+
+_TIP = "How long the next cell takes"
+_FIGURE = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>s|min)\b")
+_GLUE_ROLE = re.compile(r"\{glue:text\}`(?P<name>[\w.-]+)`")
+
+
+def _seconds(cell) -> float | None:
+    """The wall time jupyter-execute recorded for a code cell, or None."""
+    from datetime import datetime
+
+    e = cell.get("metadata", {}).get("execution", {})
+    start, end = e.get("iopub.execute_input"), e.get("shell.execute_reply")
+    if not (start and end):
+        return None
+    at = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return (at(end) - at(start)).total_seconds()
+
+
+def _glued(nb_cells) -> dict[str, str]:
+    out = {}
+    for c in nb_cells:
+        for o in c.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            value = o.get("data", {}).get("application/papermill.record/text/plain")
+            if name and value is not None:
+                out[name] = "".join(value).strip("'\"")
+    return out
+
+
+@pytest.mark.parametrize("nb", [*NOTEBOOKS, *PAGES], ids=lambda p: p.stem)
+def test_every_cell_over_a_minute_says_so_before_it_runs(nb):
+    """A cell that took more than a minute in the stored execution is preceded (in the
+    markdown since the code cell before it) by a tip titled "How long the next cell takes"
+    whose figures, plain or glued, include that time to within a quarter: what the reader is
+    told before running it is the measured time, not a guess."""
+    nb_cells = cells(nb)
+    glued, prose, bad = _glued(nb_cells), [], []
+    for c in nb_cells:
+        if c["cell_type"] == "markdown":
+            prose.append(src(c))
+            continue
+        took = _seconds(c)
+        if took is not None and took > 60:
+            text = "\n".join(prose)
+            tip = text[text.find(_TIP):] if _TIP in text else ""
+            tip = _GLUE_ROLE.sub(lambda m: glued.get(m["name"], "?"), tip.split("\n:::", 1)[0])
+            said = [float(m["value"]) * (60 if m["unit"] == "min" else 1) for m in _FIGURE.finditer(tip)]
+            if not any(abs(s - took) <= took / 4 for s in said):
+                bad.append((c.get("id"), round(took), tip[:160] or "no tip"))
+        prose = []
+    assert not bad, f"cells over a minute without a tip giving their measured time: {bad}"
