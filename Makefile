@@ -61,11 +61,14 @@ execute: setup
 	done
 
 # After an English edit: merge the new messages into the Chinese catalogues (an edited paragraph
-# keeps its old translation, marked fuzzy), translate them, then regenerate the Chinese notebooks.
+# keeps its old translation, marked fuzzy), translate them, then regenerate the notebooks that
+# Colab, Kaggle and Binder open (`make zh-notebooks`: the plain-Markdown copies in notebooks/en/
+# and the Chinese ones in notebooks/zh/).
 po: setup
 	$(BIN)/python book/_ext/i18n.py update
 
 zh-notebooks: setup
+	$(BIN)/python book/_ext/plain_notebooks.py
 	$(BIN)/python book/_ext/zh_notebooks.py
 
 serve:

@@ -198,6 +198,15 @@ def test_every_stored_pace_line_predicted_its_run_to_a_third(nb):
             assert abs(said - took) <= took / 3 + 3, (c.get("id"), p.group(0), done.group(0))
 
 
+def _plain():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import plain_notebooks
+
+    return plain_notebooks
+
+
 _TIP = "How long the next cell takes"
 _FIGURE = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>s|min)\b")
 _GLUE_ROLE = re.compile(r"\{glue:text\}`(?P<name>[\w.-]+)`")
@@ -215,17 +224,6 @@ def _seconds(cell) -> float | None:
     return (at(end) - at(start)).total_seconds()
 
 
-def _glued(nb_cells) -> dict[str, str]:
-    out = {}
-    for c in nb_cells:
-        for o in c.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            value = o.get("data", {}).get("application/papermill.record/text/plain")
-            if name and value is not None:
-                out[name] = "".join(value).strip("'\"")
-    return out
-
-
 @pytest.mark.parametrize("nb", [*NOTEBOOKS, *PAGES], ids=lambda p: p.stem)
 def test_every_cell_over_a_minute_says_so_before_it_runs(nb):
     """A cell that took more than a minute in the stored execution is preceded (in the
@@ -233,7 +231,7 @@ def test_every_cell_over_a_minute_says_so_before_it_runs(nb):
     whose figures, plain or glued, include that time to within a quarter: what the reader is
     told before running it is the measured time, not a guess."""
     nb_cells = cells(nb)
-    glued, prose, bad = _glued(nb_cells), [], []
+    glued, prose, bad = _plain().glued({"cells": nb_cells}), [], []
     for c in nb_cells:
         if c["cell_type"] == "markdown":
             prose.append(src(c))
@@ -248,3 +246,59 @@ def test_every_cell_over_a_minute_says_so_before_it_runs(nb):
                 bad.append((c.get("id"), round(took), tip[:160] or "no tip"))
         prose = []
     assert not bad, f"cells over a minute without a tip giving their measured time: {bad}"
+
+
+_MYST = re.compile(r"\{[\w:-]+\}`|^[ \t]*(?::{3,}|`{3,})[ \t]*\{|^[ \t]*:[\w-]+:", re.M)
+
+
+def test_the_notebooks_colab_opens_are_the_chapters_in_plain_markdown():
+    """Colab, Kaggle and Jupyter show MyST's roles and fences as typed, so the launch links open
+    notebooks/en/ (and notebooks/zh/): the chapters with every glued number filled in, no MyST
+    markup left, the same code cells and outputs (less the glue records), and their own
+    launch links opening themselves. They are what plain_notebooks.py makes now."""
+    plain = _plain()
+    made, errors = plain.generate()
+    assert not errors, "\n".join(errors)
+    assert sorted(made) == sorted(plain.OUT.glob("*.ipynb")) == [plain.OUT / nb.name for nb in NOTEBOOKS]
+    stale = [p.name for p, text in made.items() if p.read_text() != text]
+    assert not stale, f"{stale} are out of date: run `make zh-notebooks` (python book/_ext/plain_notebooks.py)"
+    org_repo = REPO.split("github.com/")[1]
+    for nb in NOTEBOOKS:
+        source, copy = cells(nb), cells(plain.OUT / nb.name)
+        assert [(c["cell_type"], c.get("id")) for c in source] == [(c["cell_type"], c.get("id")) for c in copy]
+        for a, b in zip(source, copy):
+            if a["cell_type"] == "code":
+                assert src(a) == src(b)
+                assert [o for o in a.get("outputs", []) if not any(
+                    m.startswith(plain.GLUE) for m in o.get("data", {}))] == b["outputs"]
+            else:
+                assert not _MYST.search(src(b)), (nb.name, b.get("id"), _MYST.search(src(b))[0])
+        first = src(copy[0])
+        assert f"colab.research.google.com/github/{org_repo}/blob/main/notebooks/en/{nb.name}" in first
+        glued = plain.glued({"cells": source})
+        for name in set(_GLUE_ROLE.findall("\n".join(src(c) for c in source if c["cell_type"] == "markdown"))):
+            assert glued[name] in "\n".join(src(c) for c in copy), (nb.name, name)
+
+
+def test_plain_markdown_writes_out_each_construct_and_refuses_an_unknown_one():
+    plain = _plain()
+    text = ("A {term}`logit <logit>` and {term}`dropout`; took {glue:text}`t` "
+            "{cite}`lecun1998gradient`; see {doc}`../book/setup` and [the lab](../book/lab.md).\n\n"
+            ":::{admonition} How long the next cell takes\n:class: tip\nAbout {glue:text}`t`.\n:::\n\n"
+            "````{exercise}\n:label: ex-a\nDo it.\n````\n\n````{solution-start} ex-a\n:class: dropdown\n````\n"
+            "Done.\n\n````{solution-end}\n````")
+    out = plain.plain_cell(text, {"t": "5 min"})
+    blob = REPO + "/blob/main/"
+    assert out.startswith(f"A logit and dropout; took 5 min (LeCun et al. 1998); see [Setting up]({blob}book/setup.md)"
+                          f" and [the lab]({blob}book/lab.md).")
+    assert "> **How long the next cell takes**\n>\n> About 5 min." in out
+    assert "**Exercise 1**\n\nDo it." in out and "**Solution to exercise 1**\n\nDone." in out
+    assert not _MYST.search(out)
+    with pytest.raises(plain.PlainError, match="was not glued"):
+        plain.plain_cell("{glue:text}`missing`", {})
+    with pytest.raises(plain.PlainError, match=r"role \{ref\}"):
+        plain.plain_cell("{ref}`x`", {})
+    with pytest.raises(plain.PlainError, match=r"directive \{figure\}"):
+        plain.plain_cell(":::{figure} x.png\n:::", {})
+    with pytest.raises(plain.PlainError, match="not closed"):
+        plain.plain_cell(":::{note}\nopen", {})

@@ -62,6 +62,17 @@ def test_site_has_every_chapter_and_page(site):
         assert page in got
 
 
+def test_chapters_launch_the_plain_markdown_notebooks(site):
+    """The Colab, Binder and Kaggle buttons and the chapter's own links open notebooks/en/,
+    the copy whose Markdown Colab shows as text, not as MyST markup."""
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        html = (site / "notebooks" / f"{nb.stem}.html").read_text()
+        launch = re.findall(r'href="(https://[^"]*(?:colab|kaggle|mybinder)[^"]*)"', html)
+        assert len(launch) >= 4, launch   # the three buttons and the chapter's own links
+        assert all(f"notebooks/en/{nb.name}" in url for url in launch), launch
+        assert (ROOT / "notebooks" / "en" / nb.name).is_file()
+
+
 def test_pdf_and_zip_download_from_the_landing_page(site, server, browser):
     import zipfile
 
@@ -79,9 +90,9 @@ def test_pdf_and_zip_download_from_the_landing_page(site, server, browser):
             figures = len(list((site / "_images").iterdir()))
             assert data.count(b"/Subtype /Image") >= figures, "the PDF lacks some of the site's figures"
         else:
-            names = zipfile.ZipFile(path).namelist()
-            for nb in (ROOT / "notebooks").glob("*.ipynb"):
-                assert f"classic-cnns/notebooks/{nb.name}" in names
+            z = zipfile.ZipFile(path)
+            for nb in (ROOT / "notebooks").glob("*.ipynb"):   # the plain-Markdown copies, as Jupyter shows them
+                assert z.read(f"classic-cnns/notebooks/{nb.name}") == (ROOT / "notebooks" / "en" / nb.name).read_bytes()
     page.close()
 
 

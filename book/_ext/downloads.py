@@ -1,6 +1,7 @@
 """Build the book's two downloads into the built site, offline, for each edition.
 
-* ``_build/html/downloads/classic-cnns-notebooks.zip``: every chapter with its stored
+* ``_build/html/downloads/classic-cnns-notebooks.zip``: every chapter (its plain-Markdown copy,
+  ``notebooks/en/``, as Jupyter shows it) with its stored
   outputs, the stored runs the comparison chapter reads, the benchmark reports the
   performance and NiN pages read, and requirements.txt; unpacked, the chapters run
   as they are (``pip install git+...`` is their first cell).
@@ -45,14 +46,14 @@ class Edition:
         return self.site / "downloads"
 
 
-EDITIONS = {"en": Edition("en", SITE, ROOT / "notebooks"),
+EDITIONS = {"en": Edition("en", SITE, ROOT / "notebooks" / "en"),
             "zh": Edition("zh", SITE / "zh", ROOT / "notebooks" / "zh")}
 
 
 def build_zip(edition: Edition = EDITIONS["en"]) -> Path:
     chapters = sorted(edition.notebooks.glob("*.ipynb"))
     if not chapters:
-        raise SystemExit(f"no notebooks in {edition.notebooks} (python book/_ext/zh_notebooks.py writes the Chinese ones)")
+        raise SystemExit(f"no notebooks in {edition.notebooks} (book/_ext/plain_notebooks.py and zh_notebooks.py write them)")
     files = [*sorted((ROOT / "notebooks" / "runs").glob("*-cpu.json")),
              *sorted((ROOT / "notebooks" / "runs").glob("*-full.json")),
              *sorted((ROOT / "benchmarks" / "results").rglob("*.json")),

@@ -5,9 +5,10 @@
   ``<link rel="alternate" hreflang>`` for it. Both are relative (``zh/notebooks/01_lenet.html``
   from the English root, ``../notebooks/01_lenet.html`` from the Chinese one), so they work on
   GitHub Pages under any sub-path, from ``make serve`` and from the file system.
-* In the Chinese edition, the launch buttons (Colab, Binder, Kaggle) and the chapters' own
-  "Open in Colab/Kaggle" links open the Chinese notebook, ``notebooks/zh/<chapter>.ipynb``
-  (``book/_ext/zh_notebooks.py``), and ``<html lang>`` is ``zh-CN``.
+* The launch buttons (Colab, Binder, Kaggle) and the chapters' own "Open in Colab/Kaggle"
+  links open the edition's plain-Markdown copy of the notebook: ``notebooks/en/<chapter>.ipynb``
+  (``book/_ext/plain_notebooks.py``) or the Chinese ``notebooks/zh/<chapter>.ipynb``
+  (``book/_ext/zh_notebooks.py``). In the Chinese edition ``<html lang>`` is ``zh-CN``.
 * The cells of a ``{table}`` directive (the glossary's term table) are translatable, as the
   cells of a plain Markdown table are.
 * Four fixes to Sphinx's i18n for this book, in the Chinese edition only. The table of
@@ -101,37 +102,42 @@ def _edition_link(app: Sphinx, pagename, templatename, context, doctree) -> None
         f'\n<link rel="alternate" hreflang="{link["hreflang"]}" href="{link["href"]}">')
 
 
-def _zh_notebook(url: str, pagename: str) -> str:
-    return url.replace(f"{pagename}.ipynb", f"{Path(pagename).parent.as_posix()}/{ZH}/{Path(pagename).name}.ipynb")
+def _launch_folder(config) -> str:
+    """Where this edition's launch links point: the plain-Markdown copies of the chapters,
+    ``notebooks/en/`` (``plain_notebooks.py``) or ``notebooks/zh/`` (``zh_notebooks.py``)."""
+    return ZH if is_zh(config) else "en"
 
 
-def _zh_launch_buttons(app: Sphinx, pagename, templatename, context, doctree) -> None:
+def _edition_notebook(url: str, pagename: str, folder: str) -> str:
+    return url.replace(f"{pagename}.ipynb", f"{Path(pagename).parent.as_posix()}/{folder}/{Path(pagename).name}.ipynb")
+
+
+def _launch_buttons(app: Sphinx, pagename, templatename, context, doctree) -> None:
     """Before the Kaggle button is derived from the Colab one (classic_cnns_ext)."""
-    if not is_zh(app.config) or not pagename.startswith("notebooks/"):
+    if not pagename.startswith("notebooks/"):
         return
     for group in context.get("header_buttons", []):
         if group.get("label") == "launch-buttons":
             for button in group["buttons"]:
                 if "url" in button:
-                    button["url"] = _zh_notebook(button["url"], pagename)
+                    button["url"] = _edition_notebook(button["url"], pagename, _launch_folder(app.config))
 
 
 _CHAPTER_LINK = re.compile(r"(/blob/[^/\s]+/)notebooks/(?=[\w.-]+\.ipynb$)")
 
 
-def _zh_chapter_links(app: Sphinx, doctree, docname) -> None:
-    """The chapters' "Open in Colab/Kaggle" links (translated paragraphs keep the English
-    notebook's URL) open the Chinese notebook in the Chinese edition."""
-    if not is_zh(app.config):
-        return
+def _chapter_links(app: Sphinx, doctree, docname) -> None:
+    """The chapters' "Open in Colab/Kaggle" links (written to the MyST source, and kept by the
+    translated paragraphs) open this edition's plain copy of the notebook."""
     repo = (app.config.html_theme_options.get("repository_url") or "").rstrip("/")
     if "github.com/" not in repo:
         return
     blob = "/" + repo.split("github.com/", 1)[1] + "/blob/"   # in Colab's URLs and in Kaggle's
+    folder = _launch_folder(app.config)
     for ref in doctree.findall(nodes.reference):
         uri = ref.get("refuri", "")
-        if blob in uri and "/notebooks/zh/" not in uri:
-            ref["refuri"] = _CHAPTER_LINK.sub(rf"\1notebooks/{ZH}/", uri)
+        if blob in uri:
+            ref["refuri"] = _CHAPTER_LINK.sub(rf"\1notebooks/{folder}/", uri)
 
 
 def _page_catalog(transform: SphinxTransform):
@@ -302,6 +308,6 @@ def setup(app: Sphinx):
     app.add_transform(TocCaptions)
     app.add_transform(NumberedTitles)
     app.connect("html-page-context", _edition_link)
-    app.connect("html-page-context", _zh_launch_buttons, priority=502)
-    app.connect("doctree-resolved", _zh_chapter_links)
+    app.connect("html-page-context", _launch_buttons, priority=502)
+    app.connect("doctree-resolved", _chapter_links)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

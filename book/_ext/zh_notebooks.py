@@ -14,8 +14,10 @@ directive fences. A unit whose message is missing from the catalogue, untranslat
 is an error, as is a directive this script does not know: the English is never kept silently.
 A translation identical to its message (a formula, a name) leaves the source as it is.
 
-The chapter's own links are made to work from ``notebooks/zh/``: the Colab and Kaggle links
-open the Chinese notebook, and relative links (``../book/lab.md``) get one more ``../``.
+Then the Markdown is made plain CommonMark by ``plain_notebooks.py``, as for the English
+copies in ``notebooks/en/``: Colab and Kaggle show MyST's roles and fences as typed. The
+chapter's own Colab and Kaggle links open the Chinese notebook, and relative links become
+links to the files on GitHub.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_notebooks import PlainError, plain_notebook, write  # noqa: E402  (a sibling script)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -223,21 +228,22 @@ def _replace_math(old: list[str], msgid: str, msgstr: str, where: str) -> list[s
     return (text[:at] + msgstr + text[at + len(msgid):]).split("\n")
 
 
-_LAUNCH = re.compile(r"(/blob/[^/\s)]+/)notebooks/(?=[\w.-]+\.ipynb)")
-_RELATIVE = re.compile(r"(\]\(|href=\")\.\./")
-
-
-def relink(text: str) -> str:
-    """Links of a Chinese notebook: the launch links open it, relative links reach from zh/."""
-    return _RELATIVE.sub(r"\1../../", _LAUNCH.sub(r"\1notebooks/zh/", text))
-
-
 def _source(cell) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
 def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
+
+
+def _zh_title(url: str, title: str) -> str:
+    """A linked page's title in its Chinese catalogue (the English one if it has none)."""
+    page = url.split("/blob/", 1)[1].split("/", 1)[1].rsplit(".", 1)[0]   # e.g. book/setup
+    po = CATALOGUES.parent / f"{page}.po"
+    if not po.is_file():
+        return title
+    found = load_catalogue(po).get(title)
+    return found[0] if found and found[0] and not found[1] else title
 
 
 def translate_notebook(nb_path: Path, md=None) -> str:
@@ -249,7 +255,11 @@ def translate_notebook(nb_path: Path, md=None) -> str:
         if cell["cell_type"] != "markdown":
             continue
         where = f"{nb_path.relative_to(ROOT)}, cell {k} ({cell.get('id', '?')})"
-        cell["source"] = _lines(relink(translate_cell(md, _source(cell), catalogue, where)))
+        cell["source"] = _lines(translate_cell(md, _source(cell), catalogue, where))
+    try:   # then plain Markdown, as Colab and Kaggle show it (the roles and fences were kept)
+        nb = plain_notebook(nb, name=nb_path.name, folder=nb_path.parent, launch_to="zh", title_of=_zh_title)
+    except PlainError as e:
+        raise TranslationError(str(e)) from None
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -272,25 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with notebooks/zh/ instead of writing it")
     args = ap.parse_args(argv)
-    made, errors = generate()
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    if errors:
-        return 1
-    stale = sorted(set(OUT.glob("*.ipynb")) - set(made))
-    if args.check:
-        differ = [p for p, text in made.items() if not p.is_file() or p.read_text() != text]
-        for p in differ + stale:
-            print(f"{p.relative_to(ROOT)} is out of date: run `python book/_ext/zh_notebooks.py`", file=sys.stderr)
-        return 1 if differ or stale else 0
-    OUT.mkdir(exist_ok=True)
-    for p in stale:
-        p.unlink()
-    for p, text in made.items():
-        if not p.is_file() or p.read_text() != text:
-            p.write_text(text)
-            print(f"wrote {p.relative_to(ROOT)}")
-    return 0
+    return write(*generate(), OUT, args.check, "python book/_ext/zh_notebooks.py")
 
 
 if __name__ == "__main__":
