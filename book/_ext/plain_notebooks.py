@@ -251,12 +251,13 @@ def write(made: dict[Path, str], errors: list[str], out: Path, check: bool, rege
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="compare with notebooks/en/ instead of writing it")
+def cli(doc: str, generate, out: Path, script: str, argv: list[str] | None = None) -> int:
+    """The command line of this script and of zh_notebooks.py: write ``out``, or ``--check`` it."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help=f"compare with {out.relative_to(ROOT)}/ instead of writing it")
     args = ap.parse_args(argv)
-    return write(*generate(), OUT, args.check, "python book/_ext/plain_notebooks.py")
+    return write(*generate(), out, args.check, f"python book/_ext/{script}")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli(__doc__, generate, OUT, "plain_notebooks.py"))

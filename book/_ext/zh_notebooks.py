@@ -22,7 +22,6 @@ links to the files on GitHub.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plain_notebooks import PlainError, plain_notebook, write  # noqa: E402  (a sibling script)
+from plain_notebooks import PlainError, cli, plain_notebook  # noqa: E402  (a sibling script)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -278,12 +277,5 @@ def generate() -> tuple[dict[Path, str], list[str]]:
     return out, errors
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="compare with notebooks/zh/ instead of writing it")
-    args = ap.parse_args(argv)
-    return write(*generate(), OUT, args.check, "python book/_ext/zh_notebooks.py")
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli(__doc__, generate, OUT, "zh_notebooks.py"))
