@@ -459,7 +459,7 @@ def main(argv=None) -> int:
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": d2l.device_name(device), "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "cpu": d2l.cpu_model(), "torch": torch.__version__,
         "matmul": matmul, "mode": "quick" if args.quick else "full",
         "timing": {k: getattr(args, k) for k in ("batch_size", "seconds", "min_steps", "repeats", "warmup")},
         "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")},

@@ -510,7 +510,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "layers" / f"cpu-{date[:10]}.json"
     t0 = time.perf_counter()
     report = {"date": date, "device": d2l.device_name("cpu"), "platform": platform.platform(),
-              "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "cpu": d2l.cpu_model(), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "mode": "quick" if args.quick else "full",
               "command": " ".join(["python", "benchmarks/layer_profile.py", *(sys.argv[1:] if argv is None else argv)]),
               "timing": {k: getattr(args, k) for k in ("rounds", "seconds", "min_steps", "profile_steps", "layer_reps",

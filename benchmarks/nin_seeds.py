@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     setting = {"size": args.size, "n_train": args.n_train, "n_test": args.n_test,
                "recipes": {k: recipe(k, args).describe() for k in RECIPES}}
     report = {"date": date, "device": d2l.device_name(device), "platform": platform.platform(),
-              "torch": torch.__version__, "mode": "quick" if args.quick else "study",
+              "cpu": d2l.cpu_model(), "torch": torch.__version__, "mode": "quick" if args.quick else "study",
               "command": " ".join(["python", "benchmarks/nin_seeds.py", *sys.argv[1:]]),
               "setting": setting, "recipes": RECIPES, "runs": [], "wall_seconds": 0.0}
     if args.resume and out.exists():

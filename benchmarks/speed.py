@@ -473,7 +473,7 @@ def main(argv=None) -> int:
     print(f"{len(chosen)} cells, windows of {timing['seconds']:.1f} s: about {timing['estimate_s'] / 60:.0f} min "
           f"(from the recipes' rates)", flush=True)
     report = {"date": date, "device": d2l.device_name(device), "platform": platform.platform(),
-              "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "cpu": d2l.cpu_model(), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "mode": "quick" if args.quick else "full",
               "command": " ".join(["python", "benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)]),
               "timing": {"minutes": args.minutes, "seconds": timing["seconds"], "repeats": args.repeats,

@@ -46,7 +46,7 @@ from .profile import PROFILES, Profile, get_profile, peak_memory_gb
 from .recipe import Recipe
 from .shapes import any_size_from, check_input, input_sizes, min_input_size, output_side, with_input_check
 from .summary import LayerRow, LayerTable, count_params, layer_table
-from .devices import Precision, amp_dtype, device_name, make_grad_scaler, precision_policy, set_seed, try_gpu
+from .devices import Precision, amp_dtype, cpu_model, device_name, make_grad_scaler, precision_policy, set_seed, try_gpu
 from .history import History
 from .metrics import Accumulator, confusion_counts
 from .train import evaluate_accuracy, train_ch5
@@ -73,6 +73,6 @@ __all__ = [
     "Recipe",
     "any_size_from", "check_input", "input_sizes", "min_input_size", "output_side", "with_input_check",
     "LayerRow", "LayerTable", "count_params", "layer_table",
-    "History", "amp_dtype", "device_name", "evaluate_accuracy", "make_grad_scaler", "set_seed",
+    "History", "amp_dtype", "cpu_model", "device_name", "evaluate_accuracy", "make_grad_scaler", "set_seed",
     "train_ch5", "try_gpu", "Precision", "precision_policy",
 ]

@@ -36,6 +36,7 @@ from .errors import ArgumentError, check_int
 __all__ = [
     "try_gpu",
     "device_name",
+    "cpu_model",
     "as_device",
     "set_seed",
     "Precision",
@@ -110,6 +111,22 @@ def device_name(device: str | torch.device) -> str:
         n = torch.get_num_threads()
         return f"cpu ({n} thread{'s' if n != 1 else ''})"
     return str(device)
+
+
+def cpu_model() -> str:
+    """The processor's model name, e.g. ``AMD EPYC 7B13`` (Linux's ``/proc/cpuinfo``), else what
+    ``platform`` knows: machines of one cloud kind differ by 2x in speed, so a benchmark report
+    records which processor it ran on."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:

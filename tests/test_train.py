@@ -243,3 +243,8 @@ def test_history_round_trip_and_device_name(tmp_path):
     h.save_json(tmp_path / "h.json")
     assert d2l.History.from_dict(json.loads((tmp_path / "h.json").read_text())) == h
     assert d2l.device_name("cpu") == f"cpu ({torch.get_num_threads()} threads)"
+    model = d2l.cpu_model()   # the processor a benchmark report names: Linux's own name for it
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and "model name" in cpuinfo.read_text():
+        assert f"model name\t: {model}\n" in cpuinfo.read_text()
+    assert model.strip() == model and model
