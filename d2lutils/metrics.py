@@ -58,5 +58,6 @@ def confusion_counts(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     c = y_hat.shape[1]
     pairs = torch.bincount(y * c + y_hat.argmax(dim=1), minlength=c * c)
     if pairs.numel() != c * c:   # a label >= c: bincount grew past the table
-        raise ArgumentError(f"a label of {int(y.max())} met scores of {c} classes (labels 0..{c - 1})")
+        raise ArgumentError(f"y holds the label {int(y.max())}, but y_hat scores {c} classes (labels 0..{c - 1}): "
+                            "the data's labels and the net's num_classes disagree")
     return pairs.view(c, c)

@@ -85,8 +85,8 @@ def evaluate_accuracy(data_iter, net, device: str | torch.device | None = None, 
     judged by its logits.
 
     Raises:
-        ArgumentError: ``net`` is not a module, ``data_iter`` yields nothing, or the
-            net's output is not ``batch x classes``.
+        ArgumentError: ``net`` is not a module, ``data_iter`` yields nothing, the net's
+            output is not ``batch x classes``, or a label is not one of those classes.
     """
     if isinstance(data_iter, nn.Module):
         data_iter, net = net, data_iter
