@@ -34,7 +34,8 @@ class History:
 
     ``test_confusion``: the last test pass's counts, row = the true class, column = the
     predicted one (its trace over its sum is ``test_acc[-1]``), so that per-class accuracy and
-    what each miss was taken for can be read without the trained weights.
+    what each miss was taken for can be read without the trained weights (kept for nets of up
+    to 100 classes, so that a history stays a small file).
     """
 
     epoch: list[int] = field(default_factory=list)

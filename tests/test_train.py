@@ -80,6 +80,22 @@ def test_the_last_test_pass_is_stored_as_confusion_counts(small, tmp_path):
     assert d2l.History.load_json(tmp_path / "h.json").test_confusion == h.test_confusion
 
 
+def test_a_net_of_over_100_classes_keeps_no_confusion_counts():
+    """The counts stay in the history up to 100 classes (10,000 numbers); a 1,000-class net's
+    would make every history file megabytes."""
+    torch.manual_seed(0)
+
+    def batches(n, c):
+        X, y = torch.randn(n, 1, 4, 4), torch.randint(0, c, (n,))
+        return [(X[i:i + 20], y[i:i + 20]) for i in range(0, n, 20)]
+
+    for classes, kept in ((100, 100), (101, 0)):
+        net = nn.Sequential(nn.Flatten(), nn.Linear(16, classes))
+        h = d2l.train_ch5(net, batches(60, classes), batches(40, classes), 20,
+                          torch.optim.SGD(net.parameters(), lr=0.1), "cpu", 1, progress=False)
+        assert len(h.test_confusion) == kept and all(len(row) == classes for row in h.test_confusion)
+
+
 def test_evaluating_labels_the_net_does_not_score_says_so(small):
     _, test_iter = small
     net = nn.Sequential(d2l.FlattenLayer(), nn.Linear(784, 5))   # 5 classes; the data has 10
