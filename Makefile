@@ -13,7 +13,7 @@ export MALLOC_MMAP_MAX_ = 0
 export MALLOC_TRIM_THRESHOLD_ = 100000000000
 export D2L_PROGRESS ?= 0
 
-.PHONY: setup system-deps book test unit notebooks-test site-test execute clean serve po zh-notebooks
+.PHONY: setup system-deps book test unit notebooks-test site-test execute rerun-book clean serve po zh-notebooks
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -59,6 +59,20 @@ execute: setup
 	  (cd $$(dirname $$nb) && $(CURDIR)/$(BIN)/jupyter-execute --inplace --timeout=-1 $$(basename $$nb)) || exit 1; \
 	  echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
+
+# The whole book re-executed on one machine, as its stored pages should be made: first the
+# recipes' planning rates measured here (benchmarks/speed.py, about 15 min) and written into the
+# chapters (apply_rates.py), so that every plan line describes this machine; then each chapter
+# (chapter 8 before the comparison, which reads its ResNet run), the performance page, the lab's
+# models (from the new LeNet and VGG checkpoints) and the plain-Markdown copies. About 2.2 h on
+# the 2-core CPU that built the book. Then `make po`, translate what changed, `make zh-notebooks`.
+rerun-book: setup
+	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/apply_rates.py
+	$(BIN)/python -m d2lutils.codegen
+	$(MAKE) execute NB="$(sort $(wildcard notebooks/0[1-6]_*.ipynb)) notebooks/08_after2015.ipynb notebooks/07_compare.ipynb book/performance.ipynb"
+	PYTHONPATH=. $(BIN)/python book/_ext/lab_export.py
+	$(BIN)/python book/_ext/plain_notebooks.py
 
 # After an English edit: merge the new messages into the Chinese catalogues (an edited paragraph
 # keeps its old translation, marked fuzzy), translate them, then regenerate the notebooks that

@@ -328,3 +328,36 @@ def test_a_batch_is_one_pass_from_uint8_to_float():
     X, _ = next(iter(it))
     assert X.dtype == torch.float32 and torch.equal(X, images.unsqueeze(1).float() / 255)
     assert not math.isnan(float(X.sum()))
+
+
+def test_apply_rates_writes_a_speed_runs_rates_into_the_recipe_cells(tmp_path):
+    """make rerun-book measures the rates on the machine that then executes the chapters: the
+    report's rates land on each recipe's marked line (LeNet's on the recipe it derives from),
+    with the report's date, and nothing else in the chapters changes."""
+    import shutil
+    import sys
+
+    from d2lutils import codegen
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import apply_rates
+
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(nb, tmp_path / nb.name)
+    names = ("lenet", "alexnet", "zfnet", "vgg11-div8", "nin", "googlenet")
+    rates = {"lenet": (5_123.4, 11_987.0), "alexnet": (11.04, 40.96), "zfnet": (6.71, 24.2),
+             "vgg11-div8": (51.8, 199.6), "nin": (17.26, 55.1), "googlenet": (36.4, 133.3)}
+    report = {"date": "2030-01-02T03:04:05+00:00", "cells": [
+        {"recipe": n, "recipe_batch": True, "real_run": {"cpu_img_per_s": rates[n][0], "cpu_test_img_per_s": rates[n][1]}}
+        for n in names] + [{"recipe": "alexnet", "recipe_batch": False, "real_run": {"cpu_img_per_s": 1.0, "cpu_test_img_per_s": 1.0}}]}
+    written = apply_rates.apply(report, tmp_path)
+    assert sorted(written) == sorted(names)
+    assert written["alexnet"] == "cpu_images=16_000, cpu_img_per_s=11, cpu_test_img_per_s=41,   # benchmarks/speed.py, 2030-01-02"
+    assert "cpu_img_per_s=5_120, cpu_test_img_per_s=12_000," in written["lenet"]
+    before, after = codegen.generate(ROOT / "notebooks"), codegen.generate(tmp_path)
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert len(before.splitlines()) == len(after.splitlines()) and len(changed) == len(names)
+    assert all("# benchmarks/speed.py, 2030-01-02" in b for _, b in changed)
+    with pytest.raises(SystemExit, match=r"no #@save cell defines \['resnet50'\]"):
+        apply_rates.apply({"date": "2030-01-02", "cells": [
+            {"recipe": "resnet50", "recipe_batch": True, "real_run": {"cpu_img_per_s": 1, "cpu_test_img_per_s": 1}}]}, tmp_path)
