@@ -66,12 +66,14 @@ execute: setup
 # (chapter 8 before the comparison, which reads its ResNet run), the performance page, the lab's
 # models (from the new LeNet and VGG checkpoints) and the plain-Markdown copies. About 2.2 h on
 # the 2-core CPU that built the book. Then `make po`, translate what changed, `make zh-notebooks`.
+# A smoke run of the whole path (in a scratch clone: it rewrites what it makes): 
+#   D2L_PROFILE=quick make rerun-book SPEED_ARGS=--quick
 rerun-book: setup
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/speed.py $(SPEED_ARGS)
 	$(BIN)/python benchmarks/apply_rates.py
 	$(BIN)/python -m d2lutils.codegen
 	$(MAKE) execute NB="$(sort $(wildcard notebooks/0[1-6]_*.ipynb)) notebooks/08_after2015.ipynb notebooks/07_compare.ipynb book/performance.ipynb"
-	PYTHONPATH=. $(BIN)/python book/_ext/lab_export.py
+	PYTHONPATH=. $(BIN)/python book/_ext/lab_export.py --profile $(or $(D2L_PROFILE),cpu)
 	$(BIN)/python book/_ext/plain_notebooks.py
 
 # After an English edit: merge the new messages into the Chinese catalogues (an edited paragraph
