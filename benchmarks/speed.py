@@ -65,7 +65,7 @@ from bench import matmul_flops, sync  # noqa: E402  (the script's folder is on s
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = {"LeNet": "lenet", "AlexNet": "alexnet", "ZFNet": "zfnet", "VGG-11/8": "vgg11-div8",
-        "NiN": "nin", "GoogLeNet": "googlenet"}   # the chapters' main recipes, as the page names them
+        "NiN": "nin", "GoogLeNet": "googlenet", "ResNet-18": "resnet18"}   # the chapters' main recipes
 OTHER_BATCH = 128
 
 

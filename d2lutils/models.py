@@ -66,7 +66,7 @@ LENET_SIGMOID = d2l.Recipe(
     "lenet-sigmoid", net=lambda: lenet(nn.Sigmoid, nn.AvgPool2d), init=init_xavier, resize=None,
     batch_size=256, optimizer="sgd", lr=0.9, num_epochs=10, source="d2l 0.17.6",
     cpu_images=60_000, cpu_epochs=10, channels_last=False,
-    cpu_img_per_s=10_000, cpu_test_img_per_s=23_000,   # benchmarks/speed.py, 2026-12-02
+    cpu_img_per_s=14_000, cpu_test_img_per_s=30_800,   # benchmarks/speed.py, 2026-12-04
     gpu_img_per_s=84_565, gpu_source="d2l 0.17.6 on a V100")
 
 
@@ -144,7 +144,7 @@ class AlexNet(nn.Module):
 ALEXNET = d2l.Recipe(
     "alexnet", net=lambda: AlexNet(in_channels=1, num_classes=10), resize=224,
     batch_size=128, optimizer="adam", lr=0.001, num_epochs=5, source="seed 000",
-    cpu_images=16_000, cpu_img_per_s=22.2, cpu_test_img_per_s=83.2,   # benchmarks/speed.py, 2026-12-02
+    cpu_images=16_000, cpu_img_per_s=33.3, cpu_test_img_per_s=117,   # benchmarks/speed.py, 2026-12-04
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32 (4x the steps per image), a 100-step warm-up and a cosine decay, "
             "to learn from 16,000 images in one pass",
@@ -198,7 +198,7 @@ class ZFNet(nn.Module):
 ZFNET = d2l.Recipe(
     "zfnet", net=lambda: ZFNet(in_channels=1, num_classes=10), resize=224,
     batch_size=128, optimizer="adam", lr=0.001, num_epochs=5, source="seed 000's settings",
-    cpu_images=9_600, cpu_img_per_s=14.4, cpu_test_img_per_s=49.4, cpu_test_images=5_000,  # benchmarks/speed.py, 2026-12-02
+    cpu_images=9_600, cpu_img_per_s=19.2, cpu_test_img_per_s=69.6, cpu_test_images=5_000,  # benchmarks/speed.py, 2026-12-04
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32, a 100-step warm-up and a cosine decay, to learn from ~10,000 images",
     gpu_img_per_s=4_186, gpu_source="AlexNet's d2l 0.17.6 V100 speed (ZFNet has no published one)")
@@ -297,7 +297,7 @@ def vgg(conv_arch, in_channels=1, num_classes=10, fc_hidden=4096, ratio=1, image
 VGG11_DIV8 = d2l.Recipe(
     "vgg11-div8", net=lambda: vgg(VGG_ARCHS["VGG-11"], ratio=8, fc_hidden=512), resize=224,
     batch_size=64, optimizer="adam", lr=0.001, num_epochs=5, source="seed 002 / ShusenTang",
-    cpu_images=60_000, cpu_img_per_s=133, cpu_test_img_per_s=400,   # benchmarks/speed.py, 2026-12-02
+    cpu_images=60_000, cpu_img_per_s=193, cpu_test_img_per_s=593,   # benchmarks/speed.py, 2026-12-04
     cpu={"schedule": "cosine", "warmup_steps": 50},
     cpu_why="a 50-step warm-up and a cosine decay over the single pass")
 
@@ -352,7 +352,7 @@ NIN_D2L = d2l.Recipe(
 NIN = d2l.Recipe(
     "nin", net=lambda: nin(), init=init_kaiming, resize=224, batch_size=128, optimizer="adam",
     lr=0.001, num_epochs=10, warmup_steps=200, source="this book",
-    cpu_images=21_760, cpu_img_per_s=35.3, cpu_test_img_per_s=110,   # benchmarks/speed.py, 2026-12-02
+    cpu_images=21_760, cpu_img_per_s=44.8, cpu_test_img_per_s=137,   # benchmarks/speed.py, 2026-12-04
     cpu={"batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="batch 32 and a cosine decay over the single pass",
     gpu_img_per_s=3_193, gpu_source="d2l 0.17.6 on a V100 (NiN, d2l's recipe)")
@@ -421,7 +421,7 @@ def googlenet(in_channels=1, num_classes=10):
 GOOGLENET = d2l.Recipe(
     "googlenet", net=lambda: googlenet(), resize=96, batch_size=128, optimizer="adam", lr=0.001,
     num_epochs=5, source="seed 002 / d2l's 96 px", cpu_images=44_800,
-    cpu_img_per_s=73, cpu_test_img_per_s=268,   # benchmarks/speed.py, 2026-12-02
+    cpu_img_per_s=97.9, cpu_test_img_per_s=320,   # benchmarks/speed.py, 2026-12-04
     cpu={"init": init_kaiming, "batch_size": 32, "warmup_steps": 100, "schedule": "cosine"},
     cpu_why="Kaiming initialisation, batch 32, a 100-step warm-up and a cosine decay: the seed's "
             "settings stay at chance for thousands of images (measured above)",
@@ -598,6 +598,7 @@ def resnet18(in_channels=1, num_classes=10):
 RESNET18 = d2l.Recipe(
     "resnet18", net=lambda: resnet18(), resize=96, batch_size=256, optimizer="sgd", lr=0.05,
     num_epochs=10, source="d2l 0.17.6's ResNet-18 recipe (96 px)", cpu_images=6_400,
-    cpu_img_per_s=60, cpu_test_images=5_000, cpu={"batch_size": 32},
+    cpu_test_images=5_000, cpu={"batch_size": 32},
+    cpu_img_per_s=93.4, cpu_test_img_per_s=315,   # benchmarks/speed.py, 2026-12-04
     cpu_why="batch 32: eight times as many steps in the single pass (no other initialisation or "
             "warm-up: batch normalisation does not need them)")

@@ -16,10 +16,10 @@ from d2lutils.plot import LiveCurves
 def test_plan_counts_the_test_pass_and_the_probes():
     p = d2l.get_profile("cpu")
     train_only = p.plan(16_000, 16)
-    assert "training about 17 min" in train_only and "test img/s" not in train_only
+    assert "training about 16.7 min" in train_only and "test img/s" not in train_only
     # 16,000 / 16 s + (10,000 + 4 probes x 500) / 60 s = 1,000 + 200 s = 20 min
     both = p.plan(16_000, 16, n_test=10_000, test_rate=60, n_probe=2_000)
-    assert "training and testing about 20 min" in both and "60 test img/s" in both
+    assert "training and testing about 20.0 min" in both and "60 test img/s" in both
     with pytest.raises(ArgumentError, match="n_probe"):
         p.plan(100, 1.0, n_probe=-1)
 
