@@ -198,6 +198,31 @@ def test_every_stored_pace_line_predicted_its_run_to_a_third(nb):
             assert abs(said - took) <= took / 3 + 3, (c.get("id"), p.group(0), done.group(0))
 
 
+_PLAN = re.compile(r"^\s*cpu profile: .*?; training(?: and testing)? about (?P<value>[\d.]+) (?P<unit>min|s) on", re.M)
+# The chapters' main recipes, whose planning rates benchmarks/speed.py measures.
+MAIN_RECIPES = ("lenet", "alexnet", "zfnet", "vgg11-div8", "nin", "googlenet", "resnet18")
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
+def test_each_main_run_took_what_its_plan_line_said(nb):
+    """The plan line of a main recipe's run (its rates from benchmarks/speed.py, measured on
+    the machine that then executed the book) predicts the wall time the run's summary line
+    printed to within 10% (plus 3 s for the summary's rounding to 0.1 min)."""
+    checked = 0
+    runs = [run for c in cells(nb) if c["cell_type"] == "code"   # a cell may train several recipes
+            for run in re.split(r"^(?=[\w.-]+: \w+ lr )", _printed(c), flags=re.M)]
+    for text in runs:
+        head = re.match(r"([\w.-]+): ", text)
+        plan, done = _PLAN.search(text), DONE.search(text)
+        if not (head and head[1] in MAIN_RECIPES and plan and done):
+            continue
+        said = float(plan["value"]) * (60 if plan["unit"] == "min" else 1)
+        took = float(done["minutes"]) * 60
+        assert abs(said - took) <= took / 10 + 3, (head[1], plan.group(0).strip(), done.group(0))
+        checked += 1
+    assert checked, "no main run with a plan line and a summary line"
+
+
 def _plain():
     import sys
 
